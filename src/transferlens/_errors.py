@@ -1,0 +1,38 @@
+"""The errors transferlens raises.
+
+One hierarchy, so that callers can catch everything transferlens refuses with one clause::
+
+    ValueError
+     └── LensError              every bad input: the message names the argument,
+          │                     what was expected, and what to do
+          └── AssetError        the asset mode or the stand-in cache is unusable
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["AssetError", "LensError", "suggest"]
+
+
+class LensError(ValueError):
+    """A bad input to transferlens. The message names the argument and the fix."""
+
+
+class AssetError(LensError):
+    """The asset mode is unknown, or the stand-in cache is missing or damaged."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return a ``" Did you mean ...?"`` hint for ``name`` among ``choices`` (or ``""``).
+
+    Examples:
+        >>> suggest("resnet1800", ["resnet18", "vgg11"])
+        " Did you mean 'resnet18'?"
+    """
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = ", ".join(repr(c) for c in close)
+    return f" Did you mean {quoted}?"

@@ -1,0 +1,59 @@
+"""Known, harmless warnings that third-party libraries print when the pages import them.
+
+A page should not publish warnings it cannot act on, and it should not hide warnings wholesale
+either. :func:`quiet_known_warnings` filters exactly the warnings listed in ``KNOWN_WARNINGS``,
+each matched by category, message and emitting module, each with the reason it is harmless.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+__all__ = ["KNOWN_WARNINGS", "KnownWarning", "quiet_known_warnings"]
+
+
+@dataclass(frozen=True)
+class KnownWarning:
+    """One warning that :func:`quiet_known_warnings` filters, and why it is safe to."""
+
+    category: type[Warning]
+    message: str  # a regular expression matched against the start of the message
+    module: str  # a regular expression matched against the module that warns
+    why: str
+
+
+KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
+    KnownWarning(
+        category=FutureWarning,
+        message=r"`torch\.jit\.script` is deprecated",
+        module=r"torch\.jit\._script",
+        why="fastai 2.8 scripts a few activation functions with torch.jit.script when it is "
+        "imported; torch 2.14 deprecates torch.jit.script. Nothing on these pages uses them.",
+    ),
+    KnownWarning(
+        category=Warning,
+        message=r"The 'mode\.chained_assignment' option is deprecated",
+        module=r"fastai\.tabular\.core",
+        why="fastai.tabular sets a pandas option at import that pandas 3 no longer uses; "
+        "these pages use no tabular data.",
+    ),
+)
+
+
+def quiet_known_warnings() -> tuple[KnownWarning, ...]:
+    """Filter the warnings in ``KNOWN_WARNINGS`` (and only those) for the rest of the process.
+
+    Returns:
+        The filtered warnings, each with the reason it is harmless.
+
+    Examples:
+        >>> known = quiet_known_warnings()
+        >>> [w.category.__name__ for w in known]
+        ['FutureWarning', 'Warning']
+    """
+    for known in KNOWN_WARNINGS:
+        warnings.filterwarnings(
+            "ignore", message=known.message, category=known.category, module=known.module
+        )
+    return KNOWN_WARNINGS
