@@ -1,0 +1,61 @@
+# transferlens: build, test and serve the executable tutorial site.
+#   make test    create .venv if missing, run the unit tests and execute every page (nbmake)
+#   make site    build site/ from the executed pages (executes only stale pages)
+#   make serve   make site, then serve site/ on http://127.0.0.1:8000
+# See README.md for the rest (test-browser, bench, lint, clean).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# pip prints one "Location ... is ignored" line per package for this machine's local indexes.
+PIP_QUIET := grep -v -e 'is ignored: it is neither a file nor a directory' || true
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PORT ?= 8000
+
+.PHONY: venv test test-pages site serve test-browser bench lint clean help
+
+help:
+	@sed -n '2,6p' Makefile | sed 's/^# //'
+
+venv: $(VENV)/.installed
+
+# Reinstall when the dependencies change. Python 3.11 and pip: torch and torchvision come from
+# local wheels on these machines (uv and poetry would download ~3 GB instead).
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -e ".[test,docs,browser]" 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+# Unit tests and every page, in parallel across the cores.
+test: venv
+	$(PY) -m pytest -n $(JOBS) --dist load
+
+# Only the pages (used to check determinism: two runs must give the same outputs).
+test-pages: venv
+	$(PY) -m pytest -n $(JOBS) --dist load docs
+
+site: venv
+	$(PY) tools/build_site.py --jobs $(JOBS)
+
+serve: site
+	@echo "serving site/ on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory site
+
+# Real-browser tests of the built site (Debian's chromium + Playwright from PyPI).
+test-browser: site
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is not installed. Install Debian's package: sudo apt-get install -y chromium" >&2; \
+	  exit 1; }
+	$(PY) -m pytest --browser tests/browser
+
+bench: venv
+	$(PY) tools/bench.py
+
+lint: venv
+	$(PY) -m ruff check src tests tools
+
+clean:
+	rm -rf build site site.tmp site.old .transferlens-cache
