@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _notebook(*sources: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     return nb
 
@@ -52,7 +56,9 @@ def _write(project: Path, name: str, nb: nbformat.NotebookNode) -> str:
 
 
 def test_a_passing_page_is_published_and_measured(project: Path) -> None:
-    page = _write(project, "good.ipynb", _notebook("x = [1] * 10**6", "assert len(x) == 10**6\nx[0]"))
+    page = _write(
+        project, "good.ipynb", _notebook("x = [1] * 10**6", "assert len(x) == 10**6\nx[0]")
+    )
     result = _run_pages(project, page)
     assert result.returncode == 0, result.stdout + result.stderr
     executed = nbformat.read(str(project / "build/executed/good.ipynb"), as_version=4)
@@ -81,7 +87,9 @@ def test_a_failing_page_names_page_and_error_and_is_not_published(project: Path)
 
 
 def test_a_page_that_writes_to_stderr_fails(project: Path) -> None:
-    page = _write(project, "noisy.ipynb", _notebook("import warnings", "warnings.warn('stale API')"))
+    page = _write(
+        project, "noisy.ipynb", _notebook("import warnings", "warnings.warn('stale API')")
+    )
     result = _run_pages(project, page)
     assert result.returncode == 1
     assert "docs/noisy.ipynb cell 1 wrote to stderr" in result.stdout
@@ -98,7 +106,9 @@ def test_non_deterministic_outputs_fail_the_second_run(project: Path) -> None:
 
 
 def test_deterministic_outputs_pass_the_second_run(project: Path) -> None:
-    page = _write(project, "seeded.ipynb", _notebook("import random; random.seed(0)", "random.random()"))
+    page = _write(
+        project, "seeded.ipynb", _notebook("import random; random.seed(0)", "random.random()")
+    )
     assert _run_pages(project, page).returncode == 0
     second = _run_pages(project, page)
     assert second.returncode == 0, second.stdout

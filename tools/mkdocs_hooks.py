@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
+import posixpath
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import pagecache
 REPORT_PAGE = "execution-report.md"
 
 
-@event_priority(100)  # before mkdocs-jupyter wraps the notebook files
+@event_priority(-100)  # after mkdocs-jupyter has wrapped the notebook files (see below)
 def on_files(files: Files, config: Any) -> Files:
     modes = set()
     source, deps = pagecache.source_fingerprint(), pagecache.dependency_fingerprint()
@@ -50,6 +53,8 @@ def on_files(files: Files, config: Any) -> Files:
                 "transferlens or an installed package changed). Run `make site`."
             )
         modes.add(meta["assets"])
+        # Set on the object mkdocs-jupyter renders: its NotebookFile wrapper does not delegate
+        # abs_src_path to the File it wraps, so this must run after its on_files.
         file.abs_src_path = str(executed)
     if len(modes) > 1:
         raise PluginError(
@@ -117,3 +122,50 @@ def _versions() -> dict[str, str]:
         "fastai": version("fastai"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.system()})",
     }
+
+
+_LINK = re.compile(r'(<a\s[^>]*?href=")([^"#:]+\.(?:ipynb|md))(#[^"]*)?"')
+_HEADING = re.compile(r'<h([1-6])[^>]*\bid="([^"]+)"[^>]*>(.*?)</h\1>', re.S)
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    """Fix what MkDocs does not do for a notebook page's HTML: links and anchors.
+
+    MkDocs rewrites links between pages (`freezing.ipynb` becomes `../freezing/`) in Markdown
+    only; a notebook's Markdown cells are rendered by nbconvert, so we rewrite them here. A link
+    to a file that is not a page stops the build.
+
+    The table of contents:
+
+    mkdocs-jupyter builds the table of contents with MkDocs' slugs, but nbconvert gives the
+    headings its own ids; they differ when a heading contains code (`## What `x` builds`),
+    leaving broken anchors. The headings and the entries are in the same order, so pair them.
+    """
+    if not page.file.src_uri.endswith(".ipynb"):
+        return html
+    html = _LINK.sub(lambda m: _rewrite_link(m, page, files), html)
+    headings = [(m.group(2), _text(m.group(3))) for m in _HEADING.finditer(html)]
+    entries = list(_flatten(page.toc))
+    if len(headings) == len(entries):
+        for entry, (anchor, title) in zip(entries, headings, strict=True):
+            entry.id, entry.title = anchor, title
+    return html
+
+
+def _flatten(toc: Any) -> Any:
+    for entry in toc:
+        yield entry
+        yield from _flatten(entry.children)
+
+
+def _text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", "", fragment))).strip(" ¶")
+
+
+def _rewrite_link(match: re.Match[str], page: Any, files: Files) -> str:
+    prefix, target, fragment = match.group(1), match.group(2), match.group(3) or ""
+    src_uri = posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), target))
+    linked = files.get_file_from_path(src_uri)
+    if linked is None:
+        raise PluginError(f"{page.file.src_uri} links to {target}, which is not a page of the site")
+    return f'{prefix}{linked.url_relative_to(page.file)}{fragment}"'

@@ -1,0 +1,269 @@
+"""The built site in a real browser (Debian's chromium, driven by Playwright), and its links.
+
+Run with `make test-browser` (it builds site/ first). Every page of the nav is loaded in light and
+dark colour schemes; screenshots go to build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = Path(os.environ.get("TRANSFERLENS_SITE_DIR") or ROOT / "site")
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _nav_pages() -> list[tuple[str, str]]:
+    """(title, source file) for every entry of mkdocs.yml's nav, in order."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)["nav"]
+
+    def walk(entries: list) -> Iterator[tuple[str, str]]:
+        for entry in entries:
+            for title, value in entry.items():
+                if isinstance(value, list):
+                    yield from walk(value)
+                else:
+                    yield title, value
+
+    return list(walk(nav))
+
+
+def _url_path(source: str) -> str:
+    stem = source.rsplit(".", 1)[0]
+    return "" if stem == "index" else f"{stem}/"
+
+
+PAGES = _nav_pages()
+NOTEBOOKS = [(title, source) for title, source in PAGES if source.endswith(".ipynb")]
+
+
+@pytest.fixture(scope="session")
+def site_url() -> Iterator[str]:
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built site in {SITE}: run `make site` first")
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: sudo apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser: object, url: str, scheme: str = "light") -> tuple[object, object, list[str]]:
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)  # fmt: skip
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    # The site's own files must all load. Outside requests (the theme asks GitHub for the
+    # repository's stars) fail on a machine without network, which is not the site's fault.
+    page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}")
+            if req.url.startswith(url.split("/", 3)[0] + "//127.0.0.1") else None)  # fmt: skip
+    response = page.goto(url, wait_until="networkidle")
+    assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
+    return context, page, problems
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(("title", "source"), PAGES, ids=[source for _, source in PAGES])
+def test_page_loads_cleanly_and_is_screenshotted(
+    browser: object, site_url: str, title: str, source: str, scheme: str
+) -> None:
+    context, page, problems = _open(browser, site_url + _url_path(source), scheme)
+    try:
+        assert problems == []
+        assert page.locator("h1").first.is_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = source.rsplit(".", 1)[0]
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
+        theme = page.evaluate("document.body.getAttribute('data-md-color-scheme')")
+        assert theme == ("slate" if scheme == "dark" else "default")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
+def test_notebook_page_shows_the_tested_outputs(
+    browser: object, site_url: str, title: str, source: str
+) -> None:
+    executed = nbformat.read(str(ROOT / "build" / "executed" / source), as_version=4)
+    code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
+    with_output = [bool(cell.outputs) for cell in code_cells]
+    context, page, _ = _open(browser, site_url + _url_path(source))
+    try:
+        # nbconvert's template nests two divs per cell; the inner one carries the cell id.
+        rendered = page.locator(".jp-CodeCell[id^='cell-id=']")
+        assert rendered.count() == len(code_cells)
+        shown = [
+            rendered.nth(i).locator(".jp-OutputArea-output").count() > 0
+            for i in range(rendered.count())
+        ]
+        assert shown == with_output, "every cell that had output in the test run shows it"
+        body = page.locator("article").inner_text()
+        for forbidden in ("Traceback (most recent call last)", "Warning:", "DeprecationWarning"):
+            assert forbidden not in body
+        assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
+def test_notebook_download_and_colab_links(
+    browser: object, site_url: str, title: str, source: str
+) -> None:
+    context, page, _ = _open(browser, site_url + _url_path(source))
+    try:
+        download = page.get_by_role("link", name="Download notebook")
+        href = urljoin(page.url, download.get_attribute("href"))
+        response = context.request.get(href)
+        assert response.ok
+        notebook = nbformat.reads(response.text(), as_version=4)
+        assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+        colab = page.get_by_role("link", name="Open in Colab").get_attribute("href")
+        assert colab.startswith("https://colab.research.google.com/github/")
+        assert colab.endswith(f"/blob/main/docs/{source}")
+    finally:
+        context.close()
+
+
+def test_nav_lists_every_page(browser: object, site_url: str) -> None:
+    context, page, _ = _open(browser, site_url)
+    try:
+        nav = page.locator("nav.md-nav--primary").inner_text()
+        for title, _ in PAGES:
+            assert title in nav, f"{title!r} missing from the navigation"
+    finally:
+        context.close()
+
+
+def test_stand_in_notice_matches_the_assets_that_ran(browser: object, site_url: str) -> None:
+    records = json.loads((ROOT / "build" / "execution.json").read_text())
+    standin = {record["assets"] for record in records} == {"standin"}
+    for _, source in PAGES:
+        context, page, _ = _open(browser, site_url + _url_path(source))
+        try:
+            notice = page.locator(".tl-standin-notice")
+            assert (notice.count() == 1 and notice.is_visible()) == standin, source
+        finally:
+            context.close()
+
+
+def test_search_finds_adaptive_concat_pool(browser: object, site_url: str) -> None:
+    context, page, problems = _open(browser, site_url)
+    try:
+        search = page.locator("input.md-search__input")
+        search.click()
+        search.press_sequentially("AdaptiveConcatPool2d", delay=10)  # typed, as a reader does
+        results = page.locator(".md-search-result__item")
+        results.first.wait_for(timeout=15000)
+        assert results.count() >= 1
+        assert "AdaptiveConcatPool2d" in page.locator(".md-search-result").inner_text()
+        assert problems == []
+    finally:
+        context.close()
+
+
+# --- links (no browser needed, but part of the same check of the built site) --------------------
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"])
+        if tag == "a" and values.get("name"):
+            self.ids.add(values["name"])
+        for attribute in ("href", "src"):
+            if tag in ("a", "link", "script", "img", "source") and values.get(attribute):
+                self.links.append(values[attribute])
+
+
+@functools.cache
+def _parse(path: Path) -> _LinkParser:
+    parser = _LinkParser()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+def _internal_targets(page: Path, link: str) -> tuple[Path, str] | None:
+    parsed = urlparse(link)
+    if parsed.scheme or link.startswith(("//", "mailto:", "data:", "javascript:")):
+        return None
+    base = "/" + page.relative_to(SITE).as_posix()
+    path = unquote(urlparse(urljoin(base, parsed.path or page.name)).path)
+    target = SITE / path.lstrip("/")
+    if target.is_dir() or path.endswith("/"):
+        target = target / "index.html"
+    return target, parsed.fragment
+
+
+def test_internal_links_and_anchors_resolve() -> None:
+    # 404.html is served at any path, so its links are absolute under site_url: not checked.
+    pages = sorted(p for p in SITE.rglob("*.html") if p.name != "404.html")
+    assert len(pages) >= len(PAGES)
+    broken = []
+    checked = 0
+    for page in pages:
+        for link in _parse(page).links:
+            target = _internal_targets(page, link)
+            if target is None:
+                continue
+            path, fragment = target
+            checked += 1
+            if not path.is_file():
+                broken.append(f"{page.relative_to(SITE)}: {link} (no {path.relative_to(SITE)})")
+            elif fragment and path.suffix == ".html" and unquote(fragment) not in _parse(path).ids:
+                broken.append(f"{page.relative_to(SITE)}: {link} (no #{fragment})")
+    assert checked > 100
+    assert broken == []
