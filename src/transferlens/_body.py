@@ -1,0 +1,426 @@
+"""Cutting a pretrained classifier into a body, and putting fastai's head on it.
+
+fastai keeps the convolutional part of a pretrained network (the *body*) and replaces the rest with
+a new head. Where to cut comes from ``fastai.vision.learner.model_meta`` (e.g. ``-2`` for ResNets:
+drop the average pool and the final ``fc``) or, for architectures it does not know, from a rule:
+cut before the last child that contains a pooling layer.
+
+Every function here takes an already built model, so transferlens never imports torchvision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferlens._errors import LensError
+from transferlens._freeze import NORM_TYPES
+from transferlens._groups import FAMILY_CUTS, Arch, split_family
+from transferlens._head import create_head
+
+__all__ = [
+    "as_sequential",
+    "create_body",
+    "create_vision_model",
+    "default_cut",
+    "has_pool_type",
+    "num_features",
+]
+
+Cut = int | Callable[[nn.Module], nn.Module] | None
+
+_POOL_CLASS_NAME = re.compile(r"Pool[123]d$")
+
+#: fastai's ``model_meta`` cut, found from a built model's class (torchvision's, or fastai's
+#: XResNet). ResNeXt and wide ResNets are ``ResNet`` instances and VGGs without batch norm are
+#: ``VGG`` instances: fastai gives them no meta, but its pooling-layer rule cuts them at the very
+#: same place, so the class decides the body exactly.
+_CLASS_CUTS: dict[tuple[str, str], int] = {
+    ("torchvision.models.resnet", "ResNet"): -2,
+    ("torchvision.models.squeezenet", "SqueezeNet"): -1,
+    ("torchvision.models.densenet", "DenseNet"): -1,
+    ("torchvision.models.vgg", "VGG"): -2,
+    ("torchvision.models.alexnet", "AlexNet"): -2,
+    ("fastai.vision.models.xresnet", "XResNet"): -4,
+}
+
+_MAX_PROBE_SIZE = 2048
+
+
+def has_pool_type(module: nn.Module) -> bool:
+    """Whether ``module`` is a pooling layer or contains one.
+
+    Mirrors `fastai.vision.learner.has_pool_type`: a pooling layer is any module whose class name
+    ends in ``Pool1d``, ``Pool2d`` or ``Pool3d`` (``MaxPool2d``, ``AdaptiveAvgPool2d``, ...).
+
+    Args:
+        module: Any module.
+
+    Returns:
+        True when ``module`` or any module inside it is a pooling layer.
+
+    Examples:
+        >>> has_pool_type(nn.Sequential(nn.Conv2d(3, 8, 3), nn.MaxPool2d(2)))
+        True
+        >>> has_pool_type(nn.Linear(8, 2))
+        False
+    """
+    if _POOL_CLASS_NAME.search(type(module).__name__):
+        return True
+    return any(has_pool_type(child) for child in module.children())
+
+
+def create_body(model: nn.Module, cut: Cut = None) -> nn.Module:
+    """Cut the body off a built classifier.
+
+    Mirrors `fastai.vision.learner.create_body` (with ``n_in=3``) and
+    `fastai.vision.learner.cut_model`: an int ``cut`` keeps ``list(model.children())[:cut]`` in an
+    ``nn.Sequential``; a callable returns ``cut(model)``; ``None`` cuts before the last child that
+    contains a pooling layer. The body shares its modules (and weights) with ``model``.
+
+    Args:
+        model: A built classifier, e.g. ``torchvision.models.resnet18(weights=None)``.
+        cut: Where to cut: an int, a function of the model, or ``None`` for fastai's rule. For
+            fastai's own choice per architecture pass ``default_cut(arch)``.
+
+    Returns:
+        The body: an ``nn.Sequential`` of children, or whatever a callable ``cut`` returns.
+
+    Raises:
+        LensError: ``cut`` is of the wrong type, a callable ``cut`` did not return a module, or
+            ``cut`` is None and no child of ``model`` contains a pooling layer.
+
+    Examples:
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 2)
+        ... )
+        >>> create_body(model)
+        Sequential(
+          (0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1))
+        )
+        >>> len(create_body(model, cut=-1))
+        3
+    """
+    if cut is None:
+        children = list(model.children())
+        pooled = [index for index, child in enumerate(children) if has_pool_type(child)]
+        if not pooled:
+            raise LensError(
+                f"`cut` is None, but no child of the {type(model).__name__} contains a pooling "
+                "layer, so fastai's rule (cut before the last pooling child) does not apply. "
+                "Pass `cut` as an int (keep children[:cut]) or a function of the model."
+            )
+        cut = pooled[-1]
+    if isinstance(cut, int) and not isinstance(cut, bool):
+        return nn.Sequential(*list(model.children())[:cut])
+    if callable(cut):
+        body = cut(model)
+        if not isinstance(body, nn.Module):
+            raise LensError(
+                f"`cut` returned a {type(body).__name__}; a callable `cut` must return the body "
+                "as an nn.Module."
+            )
+        return body
+    raise LensError(
+        f"`cut` must be an int, a function of the model, or None, got {type(cut).__name__}. "
+        "Pass e.g. cut=-2 to keep all children but the last two."
+    )
+
+
+def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64)) -> int:
+    """The number of channels ``body`` outputs, found by running it on a dummy image.
+
+    Mirrors `fastai.callback.hook.num_features_model` and `fastai.callback.hook.dummy_eval`: a
+    ``1 x n_in x size`` input drawn uniformly from ``[-1, 1)`` with the global random generator
+    (as fastai does, so that a seeded ``create_vision_model`` draws the same numbers as
+    fastai's), in eval mode and without gradients; when the forward fails the size is doubled,
+    up to 2048. Unlike fastai, the modules' training flags are restored afterwards.
+
+    Args:
+        body: A module taking images, e.g. from ``create_body``.
+        n_in: Channels of the dummy input.
+        size: Height and width of the first dummy input.
+
+    Returns:
+        ``output.shape[1]`` of the body's output.
+
+    Raises:
+        LensError: The forward fails at every size up to 2048, or the output has no channel
+            dimension.
+
+    Examples:
+        >>> body = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU())
+        >>> num_features(body)
+        16
+    """
+    first_parameter = next(body.parameters(), None)
+    dtype = first_parameter.dtype if first_parameter is not None else torch.get_default_dtype()
+    device = first_parameter.device if first_parameter is not None else torch.device("cpu")
+    training = {module: module.training for module in body.modules()}
+    height, width = size
+    try:
+        body.eval()
+        while True:
+            probe = torch.empty(1, n_in, height, width, dtype=dtype, device=device).uniform_(-1, 1)
+            try:
+                with torch.no_grad():
+                    output = body(probe)
+                break
+            # fastai retries on any failure: the usual one is an input too small for the pools.
+            except Exception as error:
+                height, width = height * 2, width * 2
+                if max(height, width) > _MAX_PROBE_SIZE:
+                    raise LensError(
+                        f"`body` fails on every dummy input from {size[0]}x{size[1]} up to "
+                        f"{_MAX_PROBE_SIZE} pixels with {n_in} channels ({error}). Check `n_in`, "
+                        "or pass `nf` to create_head yourself."
+                    ) from error
+    finally:
+        for module, was_training in training.items():
+            module.train(was_training)
+    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+        raise LensError(
+            "`body` must return a tensor of shape (batch, channels, ...), got "
+            f"{getattr(output, 'shape', type(output).__name__)}."
+        )
+    return int(output.shape[1])
+
+
+def default_cut(arch: Arch) -> int | None:
+    """fastai's ``model_meta`` cut for an architecture, or ``None`` when fastai has none.
+
+    Mirrors the ``cut`` entries of `fastai.vision.learner.model_meta`: ``-2`` for ResNets, VGGs
+    with batch norm and AlexNet, ``-1`` for SqueezeNets and DenseNets, ``-4`` for fastai's
+    xresnets. ``None`` means fastai's rule: cut before the last child with a pooling layer.
+
+    Args:
+        arch: A builder function or a torchvision model name.
+
+    Returns:
+        The cut, or ``None``.
+
+    Raises:
+        LensError: A string that is not a torchvision model name.
+
+    Examples:
+        >>> default_cut("resnet34"), default_cut("densenet121"), default_cut("mobilenet_v3_small")
+        (-2, -1, None)
+    """
+    return FAMILY_CUTS[split_family(arch)]
+
+
+def _cut_for_model(model: nn.Module) -> int | None:
+    cls = type(model)
+    return _CLASS_CUTS.get((cls.__module__, cls.__name__))
+
+
+def _first_parameter_trains(module: nn.Module) -> bool:
+    first_parameter = next(module.parameters(), None)
+    return first_parameter is not None and first_parameter.requires_grad
+
+
+def _init_head(module: nn.Module, init: Callable[[torch.Tensor], Any]) -> None:
+    """Initialize every non-norm layer in ``module`` the way fastai's ``apply_init`` does."""
+    # fastai's cond_init: skip norm layers and layers whose first parameter is frozen.
+    if not isinstance(module, NORM_TYPES) and _first_parameter_trains(module):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            init(weight)
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            bias.data.fill_(0.0)
+    for child in module.children():
+        _init_head(child, init)
+
+
+def create_vision_model(
+    model: nn.Module,
+    n_out: int,
+    cut: Cut = None,
+    *,
+    n_in: int = 3,
+    init: Callable[[torch.Tensor], Any] | None = nn.init.kaiming_normal_,
+    custom_head: nn.Module | None = None,
+    concat_pool: bool = True,
+    pool: bool = True,
+    lin_ftrs: list[int] | None = None,
+    ps: float | list[float] = 0.5,
+    first_bn: bool = True,
+    bn_final: bool = False,
+    lin_first: bool = False,
+    y_range: tuple[float, float] | None = None,
+) -> nn.Sequential:
+    """Put fastai's head on the body of a built classifier: ``nn.Sequential(body, head)``.
+
+    Mirrors `fastai.vision.learner.create_vision_model` (and `fastai.vision.learner.add_head`),
+    but takes the model already built (e.g. ``resnet18(weights=None)``) instead of its builder.
+    With ``cut=None`` the body is cut where fastai's ``model_meta`` cuts that architecture,
+    recognized from the model's class, or else by fastai's pooling-layer rule. The head is
+    ``create_head(num_features(body), n_out, ...)``, or ``custom_head``; then its non-norm layers
+    get ``init`` on their weights and zero biases, as fastai's ``apply_init``. A model built from
+    the same seed therefore gets exactly fastai's weights.
+
+    Args:
+        model: A built classifier; its modules become the body (they are not copied).
+        n_out: Number of outputs (classes).
+        cut: Where to cut the body (see ``create_body``); ``None`` for fastai's choice.
+        n_in: Input channels; only 3 is supported for now.
+        init: Initializer for the head's weights, or ``None`` to keep PyTorch's.
+        custom_head: A head to use instead of ``create_head``'s.
+        concat_pool: See ``create_head``.
+        pool: See ``create_head``.
+        lin_ftrs: See ``create_head``.
+        ps: See ``create_head``.
+        first_bn: See ``create_head``.
+        bn_final: See ``create_head``.
+        lin_first: See ``create_head``.
+        y_range: See ``create_head``.
+
+    Returns:
+        ``nn.Sequential(body, head)``, ready for ``param_groups``.
+
+    Raises:
+        LensError: ``n_in`` is not 3, ``custom_head`` is not a module, or a body or head
+            argument is invalid.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(8, 10))
+        >>> vision_model = create_vision_model(model, n_out=2)
+        >>> vision_model[0]
+        Sequential(
+          (0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1))
+        )
+        >>> vision_model.eval()(torch.zeros(4, 3, 32, 32)).shape
+        torch.Size([4, 2])
+    """
+    if n_in != 3:
+        raise LensError(
+            f"`n_in` must be 3 for now, got {n_in!r}. Replace the first convolution yourself, "
+            "or use fastai's create_vision_model for other channel counts."
+        )
+    if custom_head is not None and not isinstance(custom_head, nn.Module):
+        raise LensError(
+            f"`custom_head` must be an nn.Module or None, got {type(custom_head).__name__}."
+        )
+    body = create_body(model, _cut_for_model(model) if cut is None else cut)
+    if custom_head is None:
+        # fastai measures nn.Sequential(*body.children()), starting at 32x32 pixels.
+        children = list(body.children())
+        measured = nn.Sequential(*children) if children else body
+        nf = num_features(measured, n_in=n_in, size=(32, 32))
+        head = create_head(
+            nf,
+            n_out,
+            lin_ftrs=lin_ftrs,
+            ps=ps,
+            pool=pool,
+            concat_pool=concat_pool,
+            first_bn=first_bn,
+            bn_final=bn_final,
+            lin_first=lin_first,
+            y_range=y_range,
+        )
+    else:
+        head = custom_head
+    vision_model = nn.Sequential(body, head)
+    if init is not None:
+        _init_head(vision_model[1], init)
+    return vision_model
+
+
+def as_sequential(model: nn.Module) -> nn.Sequential:
+    """A classifier's children as an ``nn.Sequential``, with ``nn.Flatten(1)`` before the last.
+
+    This is how ResNets, VGGs, AlexNet and EfficientNets compute: children in order, flattening
+    before the final classifier. The result shares the modules of ``model`` and keeps their
+    names, so its ``state_dict()`` keys are those of ``model``. It checks itself: on a seeded
+    2x3x64x64 probe (eval mode, no gradients, global random state untouched) it must compute
+    exactly what ``model`` computes (on the ``meta`` device, where there are no values, only the
+    shapes are checked). (fastai needs no such conversion; this makes a torchvision
+    model sliceable like fastai's bodies, e.g. ``as_sequential(model)[:6]``.)
+
+    Args:
+        model: A built classifier whose forward is its children in order with a flatten before
+            the last one (torchvision's ResNets, ResNeXts, VGGs, AlexNet, EfficientNets).
+
+    Returns:
+        ``nn.Sequential(child_0, ..., flatten, last_child)``.
+
+    Raises:
+        LensError: ``model`` has no children, or its forward does more than its children in
+            order (e.g. torchvision's DenseNet, MobileNet or SqueezeNet), so the sequential
+            version fails on the probe or computes something else.
+
+    Examples:
+        >>> class Tiny(nn.Module):
+        ...             def __init__(self):
+        ...                 super().__init__()
+        ...                 self.conv, self.pool = nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)
+        ...                 self.fc = nn.Linear(4, 2)
+        ...             def forward(self, x):
+        ...                 return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+        >>> [name for name, _ in as_sequential(Tiny()).named_children()]
+        ['conv', 'pool', 'flatten', 'fc']
+    """
+    named_children = list(model.named_children())
+    if not named_children:
+        raise LensError(
+            f"`model` ({type(model).__name__}) has no children to put in a sequence. Pass a "
+            "classifier built from submodules, e.g. torchvision's resnet18."
+        )
+    flatten_name = "flatten"
+    while flatten_name in dict(named_children):
+        flatten_name += "_"
+    layers = OrderedDict(named_children[:-1])
+    layers[flatten_name] = nn.Flatten(1)
+    layers[named_children[-1][0]] = named_children[-1][1]
+    sequential = nn.Sequential(layers)
+
+    first_parameter = next(model.parameters(), None)
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(2, 3, 64, 64, generator=generator)
+    if first_parameter is not None:
+        probe = probe.to(dtype=first_parameter.dtype, device=first_parameter.device)
+    training = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            try:
+                expected = model(probe)
+            except Exception as error:
+                raise LensError(
+                    f"`model` ({type(model).__name__}) fails on a 2x3x64x64 probe itself "
+                    f"({error}). as_sequential needs a classifier of 3-channel images."
+                ) from error
+            try:
+                actual = sequential(probe)
+            except Exception as error:
+                raise LensError(
+                    f"`model` ({type(model).__name__}) does more in its forward than run its "
+                    f"children in order: the sequential version fails on a 2x3x64x64 probe "
+                    f"({error}). as_sequential only fits ResNet-like classifiers; use create_body "
+                    "to cut the model instead."
+                ) from error
+    finally:
+        for module, was_training in training.items():
+            module.train(was_training)
+    same = (
+        isinstance(actual, torch.Tensor)
+        and isinstance(expected, torch.Tensor)
+        and actual.shape == expected.shape
+        and (expected.device.type == "meta" or torch.equal(actual, expected))
+    )
+    if not same:
+        raise LensError(
+            f"`model` ({type(model).__name__}) does more in its forward than run its children in "
+            "order: the sequential version computes something else on a 2x3x64x64 probe. "
+            "as_sequential only fits ResNet-like classifiers; use create_body to cut the model "
+            "instead."
+        )
+    return sequential

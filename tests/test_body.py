@@ -1,0 +1,353 @@
+"""``transferlens._body`` against fastai: same bodies, same feature counts, same whole models.
+
+Models are built on the ``meta`` device where only structure matters (no memory, no time) and are
+materialized with seeded random weights where outputs are compared. A seeded ``create_vision_model``
+is also checked to give fastai's exact weights.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from fastai.callback.hook import num_features_model
+from fastai.vision import learner as fastai_learner
+from torch import nn
+
+from transferlens._body import (
+    as_sequential,
+    create_body,
+    create_vision_model,
+    default_cut,
+    has_pool_type,
+    num_features,
+)
+from transferlens._errors import LensError
+
+SOURCE_DIR = pathlib.Path(__file__).parents[1] / "src" / "transferlens"
+
+#: One architecture per family of fastai's model_meta, plus one fastai has no meta for: bodies
+#: compared structurally and by their outputs.
+BODY_ARCHS = [
+    "resnet18",
+    "squeezenet1_0",
+    "densenet121",
+    "vgg11_bn",
+    "vgg11",
+    "alexnet",
+    "mobilenet_v3_small",
+]
+#: Input sizes where 32x32 is too small for the body (AlexNet's pools need 64x64).
+IMAGE_SIZE = {"alexnet": (64, 64)}
+#: Compared structurally only: same classes as above, or too big to run here.
+STRUCTURE_ONLY_ARCHS = [
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "densenet161",
+    "resnet152",
+    "vgg19_bn",
+    "efficientnet_b0",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small inputs: a second intra-op thread mostly adds synchronization on this shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    return torchvision.models.get_model_builder(name)
+
+
+def fastai_cut(name: str) -> int | None:
+    return fastai_learner.model_meta.get(builder(name), fastai_learner._default_meta)["cut"]
+
+
+@functools.cache
+def meta_model(name: str) -> nn.Module:
+    """The torchvision model on the meta device: the structure, without weights.
+
+    Cached and shared between tests: a test that changes the model must work on a deepcopy.
+    """
+    with torch.device("meta"):
+        return builder(name)(weights=None)
+
+
+def materialize(module: nn.Module, seed: int) -> nn.Module:
+    """Give a meta module real, seeded weights (default init plus noise; running_var > 0)."""
+    module.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                tensor.zero_()
+            elif name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif name.endswith("running_mean") or tensor.ndim == 1:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
+            else:
+                fan_in = tensor[0].numel()
+                std = (2.0 / fan_in) ** 0.5
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
+    return module
+
+
+def assert_same_structure(ours: nn.Module, theirs: nn.Module) -> None:
+    assert repr(ours) == repr(theirs)
+    our_state, their_state = ours.state_dict(), theirs.state_dict()
+    assert list(our_state) == list(their_state)
+    assert [t.shape for t in our_state.values()] == [t.shape for t in their_state.values()]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", BODY_ARCHS + STRUCTURE_ONLY_ARCHS + ["mobilenet_v2"])
+def test_default_cut_is_fastais(name: str) -> None:
+    assert default_cut(name) == fastai_cut(name)
+    assert default_cut(builder(name)) == fastai_cut(name)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", BODY_ARCHS)
+def test_create_body_matches_fastai_and_computes_the_same(name: str) -> None:
+    model = meta_model(name)
+    theirs = fastai_learner.create_body(
+        copy.deepcopy(model), pretrained=False, cut=fastai_cut(name)
+    )
+    ours = create_body(copy.deepcopy(model), cut=default_cut(name))
+    assert_same_structure(ours, theirs)
+
+    materialize(theirs, seed=0)
+    materialize(ours, seed=1).load_state_dict(theirs.state_dict())
+    x = torch.randn(
+        1, 3, *IMAGE_SIZE.get(name, (32, 32)), generator=torch.Generator().manual_seed(2)
+    )
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", STRUCTURE_ONLY_ARCHS)
+def test_create_body_matches_fastai_structure_for_big_models(name: str) -> None:
+    model = meta_model(name)
+    theirs = fastai_learner.create_body(model, pretrained=False, cut=fastai_cut(name))
+    assert_same_structure(create_body(model, cut=default_cut(name)), theirs)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", [*BODY_ARCHS, "wide_resnet50_2", "densenet161"])
+def test_create_body_pooling_rule_matches_fastai(name: str) -> None:
+    # cut=None everywhere, even where fastai's meta has a cut; for DenseNet the rule keeps nothing.
+    model = meta_model(name)
+    theirs = fastai_learner.create_body(model, pretrained=False, cut=None)
+    assert_same_structure(create_body(model, cut=None), theirs)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("cut", [-3, -2, -1, 0, 1, 4, 6, 20])
+def test_create_body_int_cut_matches_fastai(cut: int) -> None:
+    model = meta_model("resnet18")
+    theirs = fastai_learner.create_body(model, pretrained=False, cut=cut)
+    assert_same_structure(create_body(model, cut=cut), theirs)
+
+
+@pytest.mark.oracle
+def test_create_body_callable_cut_matches_fastai() -> None:
+    model = meta_model("resnet18")
+
+    def stem(m: nn.Module) -> nn.Module:
+        return nn.Sequential(m.conv1, m.bn1, m.relu)
+
+    theirs = fastai_learner.create_body(model, pretrained=False, cut=stem)
+    assert_same_structure(create_body(model, cut=stem), theirs)
+
+
+@pytest.mark.oracle
+def test_mobilenet_v2_has_no_pooling_child_in_fastai_either() -> None:
+    model = meta_model("mobilenet_v2")
+    with pytest.raises(StopIteration):
+        fastai_learner.create_body(model, pretrained=False, cut=None)
+    with pytest.raises(LensError, match="`cut`"):
+        create_body(model, cut=None)
+    assert len(create_body(model, cut=-1)) == 1
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", ["resnet18", "squeezenet1_0", "densenet121", "vgg11_bn"])
+def test_has_pool_type_matches_fastai_on_every_module(name: str) -> None:
+    modules = list(meta_model(name).modules())
+    assert [has_pool_type(m) for m in modules] == [fastai_learner.has_pool_type(m) for m in modules]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", BODY_ARCHS)
+def test_num_features_matches_fastai(name: str) -> None:
+    body = create_body(copy.deepcopy(meta_model(name)), cut=default_cut(name))
+    expected = num_features_model(nn.Sequential(*body.children()))
+    body.train()
+    assert num_features(body) == expected
+    assert all(module.training for module in body.modules()), "training flags not restored"
+
+
+#: Cheap architectures built for real: a seeded build must give fastai's model, weight for weight.
+SEEDED_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("resnet18", {}),
+    ("squeezenet1_1", {"concat_pool": False, "lin_first": True, "first_bn": False}),
+    ("mobilenet_v3_small", {"init": None}),
+    (
+        "resnet18",
+        {"cut": -3, "lin_ftrs": [32], "ps": 0.2, "bn_final": True, "y_range": (0.0, 4.0)},
+    ),
+]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    ("name", "kwargs"), SEEDED_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(SEEDED_CASES)]
+)
+def test_seeded_create_vision_model_is_fastais(name: str, kwargs: dict[str, Any]) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        theirs = fastai_learner.create_vision_model(builder(name), 3, pretrained=False, **kwargs)
+        torch.manual_seed(0)
+        ours = create_vision_model(builder(name)(weights=None), 3, **kwargs)
+    assert_same_structure(ours, theirs)
+    their_state, our_state = theirs.state_dict(), ours.state_dict()
+    assert all(torch.equal(our_state[key], value) for key, value in their_state.items())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnext50_32x4d",
+        "wide_resnet50_2",
+        "densenet121",
+        "vgg16_bn",
+        "vgg16",
+        "alexnet",
+        "squeezenet1_0",
+        "efficientnet_b0",
+        "convnext_tiny",
+    ],
+)
+def test_create_vision_model_matches_fastai_structure(name: str) -> None:
+    # A built model carries no architecture name: the default cut comes from its class.
+    with torch.device("meta"):
+        theirs = fastai_learner.create_vision_model(builder(name), 3, pretrained=False)
+        ours = create_vision_model(builder(name)(weights=None), 3)
+    assert_same_structure(ours, theirs)
+
+
+def test_as_sequential_computes_what_the_model_computes() -> None:
+    model = builder("resnet18")(weights=None).train()
+    rng_state = torch.get_rng_state()
+    sequential = as_sequential(model)
+    assert torch.equal(torch.get_rng_state(), rng_state), "as_sequential used the global RNG"
+    assert all(module.training for module in model.modules()), "training flags not restored"
+    assert list(sequential.state_dict()) == list(model.state_dict())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(sequential.eval()(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("name", ["resnext50_32x4d", "vgg11", "alexnet", "efficientnet_b0"])
+def test_as_sequential_fits_resnet_like_models(name: str) -> None:
+    # On the meta device the probe checks shapes only: enough to see the sequence runs through.
+    assert isinstance(as_sequential(meta_model(name))[-2], nn.Flatten)
+
+
+@pytest.mark.parametrize("name", ["densenet121", "mobilenet_v2", "squeezenet1_0"])
+def test_as_sequential_refuses_models_that_do_more(name: str) -> None:
+    with pytest.raises(LensError, match="`model`") as caught:
+        as_sequential(meta_model(name))
+    assert isinstance(caught.value, ValueError)
+
+
+class _FlattenlessForward(nn.Module):
+    """Children in order but a ReLU in between: the shape fits, the numbers do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+def test_as_sequential_refuses_a_model_that_computes_something_else() -> None:
+    with pytest.raises(LensError, match="computes something else"):
+        as_sequential(_FlattenlessForward())
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: create_body(nn.Sequential(nn.Linear(2, 2)), cut="-2"), "`cut`"),
+        (lambda: create_body(nn.Sequential(nn.Linear(2, 2)), cut=None), "`cut`"),
+        (lambda: create_body(nn.Sequential(nn.Linear(2, 2)), cut=lambda m: [m]), "`cut`"),
+        (lambda: create_vision_model(meta_model("resnet18"), 3, n_in=1), "`n_in`"),
+        (lambda: create_vision_model(meta_model("resnet18"), 0), "`n_out`"),
+        (lambda: create_vision_model(meta_model("resnet18"), 3, custom_head=3), "`custom_head`"),
+        (lambda: num_features(nn.Sequential(nn.Conv2d(5, 4, 3))), "`body`"),
+        (lambda: as_sequential(nn.Linear(3, 2)), "`model`"),
+        (lambda: default_cut("resnet1800"), "`arch`"),
+    ],
+    ids=[
+        "cut-type",
+        "cut-no-pool",
+        "cut-returns-list",
+        "n_in",
+        "n_out",
+        "custom_head",
+        "body",
+        "model",
+        "arch",
+    ],
+)
+def test_bad_inputs_raise_lens_error(call: Callable[[], object], argument: str) -> None:
+    with pytest.raises(LensError, match=argument) as caught:
+        call()
+    assert isinstance(caught.value, ValueError)
+
+
+def _imported_packages(nodes: list[ast.stmt] | list[ast.AST]) -> set[str]:
+    packages = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            packages |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            packages.add(node.module.split(".")[0])
+    return packages
+
+
+@pytest.mark.parametrize("module", ["_head", "_body", "_groups", "_freeze"])
+def test_module_imports_neither_fastai_nor_torchvision_at_import_time(module: str) -> None:
+    # These modules import only torch and each other (and _errors) at module level, so checking
+    # their own source is enough; torchvision may only be imported inside functions.
+    tree = ast.parse((SOURCE_DIR / f"{module}.py").read_text())
+    assert _imported_packages(tree.body) <= {
+        "__future__",
+        "collections",
+        "numbers",
+        "re",
+        "typing",
+        "torch",
+        "transferlens",
+    }
+    assert "fastai" not in _imported_packages(list(ast.walk(tree)))
