@@ -43,81 +43,80 @@ def _run_pages(project: Path, *pages: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    return tmp_path
+@pytest.fixture(scope="module")
+def runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[subprocess.CompletedProcess]]:
+    """One scratch project, its pages run twice (kernel starts are the slow part)."""
+    project = tmp_path_factory.mktemp("project")
+    (project / "docs").mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    pages = {
+        "good.ipynb": _notebook("x = [1] * 10**6", "assert len(x) == 10**6\nx[0]"),
+        "bad.ipynb": _notebook("x = 1", "assert x == 2, 'x is not two'"),
+        "noisy.ipynb": _notebook("import warnings", "warnings.warn('stale API')"),
+        "random.ipynb": _notebook("import random", "random.random()"),
+        "seeded.ipynb": _notebook("import random; random.seed(0)", "random.random()"),
+    }
+    for name, nb in pages.items():
+        nbformat.write(nb, str(project / "docs" / name))
+    (project / "build/executed").mkdir(parents=True)
+    (project / "build/executed/bad.ipynb").write_text("{}")  # a stale copy from earlier
+    first = _run_pages(project, "docs")
+    second = _run_pages(project, "docs/random.ipynb", "docs/seeded.ipynb")
+    return project, [first, second]
 
 
-def _write(project: Path, name: str, nb: nbformat.NotebookNode) -> str:
-    nbformat.write(nb, str(project / "docs" / name))
-    return f"docs/{name}"
+def _records(project: Path) -> dict[str, dict]:
+    return {r["page"]: r for r in json.loads((project / "build/execution.json").read_text())}
 
 
-def test_a_passing_page_is_published_and_measured(project: Path) -> None:
-    page = _write(
-        project, "good.ipynb", _notebook("x = [1] * 10**6", "assert len(x) == 10**6\nx[0]")
-    )
-    result = _run_pages(project, page)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_a_passing_page_is_published_and_measured(runs: tuple) -> None:
+    project, (first, _) = runs
     executed = nbformat.read(str(project / "build/executed/good.ipynb"), as_version=4)
     assert executed.cells[1].outputs[0]["data"]["text/plain"] == "1"
     assert len(executed.metadata["transferlens"]["key"]) == 32
     assert executed.metadata["transferlens"]["assets"] == "standin"
-    (record,) = json.loads((project / "build/execution.json").read_text())
-    assert record["page"] == "docs/good.ipynb" and record["status"] == "passed"
+    record = _records(project)["docs/good.ipynb"]
+    assert record["status"] == "passed"
     assert record["seconds"] > 0 and record["peak_rss_mb"] > 20 and record["asserts"] == 1
-    assert "page execution (build/execution.json)" in result.stdout
+    assert "page execution (build/execution.json)" in first.stdout
     # the committed page itself is untouched: no outputs written back
-    source = nbformat.read(str(project / page), as_version=4)
+    source = nbformat.read(str(project / "docs/good.ipynb"), as_version=4)
     assert all(not cell.get("outputs") for cell in source.cells)
 
 
-def test_a_failing_page_names_page_and_error_and_is_not_published(project: Path) -> None:
-    page = _write(project, "bad.ipynb", _notebook("x = 1", "assert x == 2, 'x is not two'"))
-    (project / "build/executed").mkdir(parents=True)
-    (project / "build/executed/bad.ipynb").write_text("{}")  # a stale copy from earlier
-    result = _run_pages(project, page)
-    assert result.returncode == 1
-    assert "docs/bad.ipynb cell 1: AssertionError: x is not two" in result.stdout
+def test_a_failing_page_names_page_and_error_and_is_not_published(runs: tuple) -> None:
+    project, (first, _) = runs
+    assert first.returncode == 1
+    assert "docs/bad.ipynb cell 1: AssertionError: x is not two" in first.stdout
     assert not (project / "build/executed/bad.ipynb").exists()
-    (record,) = json.loads((project / "build/execution.json").read_text())
-    assert record["status"] == "failed"
+    assert _records(project)["docs/bad.ipynb"]["status"] == "failed"
 
 
-def test_a_page_that_writes_to_stderr_fails(project: Path) -> None:
-    page = _write(
-        project, "noisy.ipynb", _notebook("import warnings", "warnings.warn('stale API')")
-    )
-    result = _run_pages(project, page)
-    assert result.returncode == 1
-    assert "docs/noisy.ipynb cell 1 wrote to stderr" in result.stdout
-    assert "stale API" in result.stdout
+def test_a_page_that_writes_to_stderr_fails(runs: tuple) -> None:
+    project, (first, _) = runs
+    assert "docs/noisy.ipynb cell 1 wrote to stderr" in first.stdout
+    assert "stale API" in first.stdout
+    assert not (project / "build/executed/noisy.ipynb").exists()
 
 
-def test_non_deterministic_outputs_fail_the_second_run(project: Path) -> None:
-    page = _write(project, "random.ipynb", _notebook("import random", "random.random()"))
-    first = _run_pages(project, page)
-    assert first.returncode == 0, first.stdout
-    second = _run_pages(project, page)
+def test_non_deterministic_outputs_fail_the_second_run(runs: tuple) -> None:
+    project, (first, second) = runs
+    assert "FAILED docs/random.ipynb" not in first.stdout
     assert second.returncode == 1
     assert "docs/random.ipynb cell 1 is not deterministic" in second.stdout
+    assert "1 failed, 1 passed" in second.stdout  # the seeded page gave the same outputs
+    assert _records(project)["docs/seeded.ipynb"]["status"] == "passed"
 
 
-def test_deterministic_outputs_pass_the_second_run(project: Path) -> None:
-    page = _write(
-        project, "seeded.ipynb", _notebook("import random; random.seed(0)", "random.random()")
-    )
-    assert _run_pages(project, page).returncode == 0
-    second = _run_pages(project, page)
-    assert second.returncode == 0, second.stdout
-
-
-def test_pages_run_in_parallel_without_kernel_start_failures(project: Path) -> None:
-    pages = [_write(project, f"p{i}.ipynb", _notebook(f"assert {i} == {i}")) for i in range(6)]
-    result = _run_pages(project, "-n", "3", *pages)
+def test_pages_run_in_parallel_without_kernel_start_failures(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    for i in range(4):
+        nbformat.write(_notebook(f"assert {i} == {i}"), str(tmp_path / "docs" / f"p{i}.ipynb"))
+    result = _run_pages(tmp_path, "-n", "2", "docs")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed" in result.stdout
-    records = json.loads((project / "build/execution.json").read_text())
-    assert [r["page"] for r in records] == [f"docs/p{i}.ipynb" for i in range(6)]
+    assert "4 passed" in result.stdout
+    records = json.loads((tmp_path / "build/execution.json").read_text())
+    assert [r["page"] for r in records] == [f"docs/p{i}.ipynb" for i in range(4)]

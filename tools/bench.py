@@ -1,0 +1,128 @@
+"""make bench: what execute-once saves, measured on this machine.
+
+Times, with the same number of parallel workers for the page runs:
+
+  (a) the naive pipeline: nbmake over docs/, then `mkdocs build` with mkdocs-jupyter executing
+      every page again (execute: true);
+  (b) ours: `make test` (unit tests + pages), then `make site` (renders, executes nothing);
+  (c) a no-op `make site`;
+  (d) `make site` after editing one page (only that page is executed again).
+
+It prints a table and writes build/bench.json. A benchmark, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pagecache
+
+ROOT = pagecache.ROOT
+BENCH = pagecache.BUILD / "bench"
+JOBS = str(os.cpu_count() or 1)
+
+
+def _timed(label: str, command: list[str], env: dict[str, str] | None = None) -> float:
+    print(f"-- {label}: {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    environment = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{label} failed:\n{result.stderr[-3000:]}")
+    print(f"   {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def _naive_config() -> Path:
+    """mkdocs.yml as a naive setup would have it: mkdocs-jupyter executes, no hooks."""
+    text = (ROOT / "mkdocs.yml").read_text()
+    text = text.replace("      execute: false\n", "      execute: true\n")
+    text = text.replace(
+        "      allow_errors: false\n", "      allow_errors: false\n      cache: false\n"
+    )
+    text = text.replace("hooks:\n  - tools/mkdocs_hooks.py\n", "")
+    text = text.replace("strict: true\n", "strict: false\n")
+    text = text.replace("      - Execution report: execution-report.md\n", "")
+    config = ROOT / "mkdocs.bench-naive.yml"  # beside mkdocs.yml, so relative paths still hold
+    config.write_text(text)
+    return config
+
+
+def main() -> int:
+    BENCH.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    plain_ini = BENCH / "plain-pytest.ini"
+    plain_ini.write_text("[pytest]\n")
+    results: dict[str, float] = {}
+
+    config = _naive_config()
+    try:
+        results["naive: nbmake"] = _timed(
+            "naive nbmake",
+            [python, "-m", "pytest", "-q", "-c", str(plain_ini), "--rootdir", str(ROOT),
+             "--nbmake", "-n", JOBS, "-p", "no:cacheprovider", "docs"],
+        )  # fmt: skip
+        results["naive: mkdocs (executes again)"] = _timed(
+            "naive mkdocs build",
+            [python, "-m", "mkdocs", "build", "-q", "-f", str(config),
+             "--site-dir", str(BENCH / "naive-site")],
+            env={"NO_MKDOCS_2_WARNING": "1"},
+        )  # fmt: skip
+    finally:
+        config.unlink(missing_ok=True)
+        shutil.rmtree(BENCH / "naive-site", ignore_errors=True)
+
+    results["ours: make test"] = _timed("make test", ["make", "--no-print-directory", "test"])
+    results["ours: make site"] = _timed("make site", ["make", "--no-print-directory", "site"])
+    results["no-op make site"] = _timed("no-op make site", ["make", "--no-print-directory", "site"])
+
+    page = ROOT / "docs" / "anatomy.ipynb"
+    original = page.read_bytes()
+    try:
+        page.write_bytes(original.rstrip(b"\n") + b"\n\n")  # a byte changes, the notebook does not
+        results["one edited page: make site"] = _timed(
+            "make site after editing docs/anatomy.ipynb", ["make", "--no-print-directory", "site"]
+        )
+    finally:
+        page.write_bytes(original)
+    _timed("make site (restore)", ["make", "--no-print-directory", "site"])
+
+    naive = results["naive: nbmake"] + results["naive: mkdocs (executes again)"]
+    ours = results["ours: make test"] + results["ours: make site"]
+    rows = [
+        ("(a) naive: nbmake + mkdocs executing again", naive),
+        ("(b) ours: make test + make site", ours),
+        ("    make test alone", results["ours: make test"]),
+        ("(c) no-op make site", results["no-op make site"]),
+        ("(d) make site after editing one page", results["one edited page: make site"]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print()
+    print(f"{'step'.ljust(width)}  seconds")
+    for label, seconds in rows:
+        print(f"{label.ljust(width)}  {seconds:7.1f}")
+    print()
+    print(f"naive pipeline / nbmake alone:        {naive / results['naive: nbmake']:.2f}x")
+    print(f"(make test + make site) / make test:  {ours / results['ours: make test']:.2f}x")
+    print(f"naive pipeline / ours:                {naive / ours:.2f}x")
+    record = {"jobs": int(JOBS), "seconds": results, "naive_total": naive, "ours_total": ours}
+    (pagecache.BUILD / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
