@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from fastai.callback.core import Callback
-from fastai.callback.schedule import ParamScheduler, combined_cos
+from fastai.callback.schedule import combined_cos
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.optimizer import SGD as FastaiSGD
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from transferlens._errors import LensError
+from transferlens._recorder import ScheduleRecording, record_schedule
 from transferlens._schedule import (
     FineTunePlan,
     OneCycle,
@@ -39,26 +39,6 @@ RTOL = 1e-9
 # A tiny fastai Learner that records the hyper-parameters of every training batch
 
 
-class HyperRecorder(Callback):
-    """Record ``opt.hypers`` before each training batch, after ParamScheduler has set them."""
-
-    order = ParamScheduler.order + 1
-    run_valid = False
-
-    def __init__(self) -> None:
-        self.lrs: list[list[float]] = []
-        self.moms: list[float] = []
-        self.frozen_idx: list[int] = []
-
-    def before_batch(self) -> None:
-        hypers = self.learn.opt.hypers
-        self.lrs.append([float(h["lr"]) for h in hypers])
-        moms = {float(h["mom"]) for h in hypers}
-        assert len(moms) == 1, "fastai sets one momentum for all groups"
-        self.moms.append(moms.pop())
-        self.frozen_idx.append(self.learn.opt.frozen_idx)
-
-
 def tiny_learner(n_groups: int, steps_per_epoch: int, batch_size: int = 2) -> Learner:
     """One Linear layer per parameter group, and exactly ``steps_per_epoch`` training batches."""
     torch.manual_seed(0)
@@ -73,16 +53,18 @@ def tiny_learner(n_groups: int, steps_per_epoch: int, batch_size: int = 2) -> Le
         model,
         loss_func=nn.MSELoss(),
         splitter=lambda m: [list(layer.parameters()) for layer in m],
-        cbs=HyperRecorder(),
     )
     assert len(learn.dls.train) == steps_per_epoch
     return learn
 
 
-def run_fastai(learn: Learner, method: str, *args: Any, **kwargs: Any) -> HyperRecorder:
-    with learn.no_bar(), learn.no_logging():
+def run_fastai(learn: Learner, method: str, *args: Any, **kwargs: Any) -> ScheduleRecording:
+    """Train with fastai and return what its optimizer used before each training batch."""
+    with learn.no_bar(), learn.no_logging(), record_schedule(learn) as recorded:
         getattr(learn, method)(*args, **kwargs)
-    return learn.hyper_recorder
+    moms = {float(h["mom"]) for h in learn.opt.hypers}
+    assert len(moms) == 1, "fastai sets one momentum for all groups"
+    return recorded
 
 
 def assert_matches(actual: torch.Tensor, recorded: list[Any]) -> None:
@@ -487,3 +469,24 @@ def test_scheduler_refuses_epoch_argument() -> None:
     scheduler = one_cycle(4, 1e-3).scheduler(optimizer)
     optimizer.step()
     _assert_refused(lambda: scheduler.step(3), "epoch")
+
+
+# ---------------------------------------------------------------------------------------------
+# record_schedule: the recorder the oracle tests above rely on
+
+
+@pytest.mark.oracle
+def test_record_schedule_sees_every_training_batch_and_can_be_removed() -> None:
+    learn = tiny_learner(n_groups=2, steps_per_epoch=3)
+    recorded = run_fastai(learn, "fit_one_cycle", 2, lr_max=slice(1e-4, 1e-2))
+    assert len(recorded) == 6  # 2 epochs x 3 training batches; validation is not recorded
+    assert recorded.lr.shape == (6, 2) and recorded.mom.shape == (6,)
+    assert recorded.frozen_idx == [0] * 6
+    assert not [cb for cb in learn.cbs if type(cb).__name__ == "_RecordSchedule"]
+    run_fastai(learn, "fit_one_cycle", 1, lr_max=1e-3)
+    assert len(recorded) == 6  # stopped: the second fit was not recorded into it
+
+
+def test_record_schedule_refuses_what_is_not_a_learner() -> None:
+    with pytest.raises(LensError, match="`learn`"):
+        record_schedule(nn.Linear(2, 2))

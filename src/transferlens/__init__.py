@@ -22,6 +22,7 @@ from ._errors import AssetError, LensError
 from ._freeze import NORM_TYPES, freeze, freeze_to, is_norm, unfreeze
 from ._groups import arch_name, known_architectures, param_groups, resolve_arch, split_family
 from ._head import AdaptiveConcatPool2d, Flatten, SigmoidRange, create_head
+from ._recorder import ScheduleRecording, record_schedule
 from ._report import (
     ModuleDiff,
     ParameterTree,
@@ -58,6 +59,7 @@ __all__ = [
     "OneCycle",
     "OneCycleScheduler",
     "ParameterTree",
+    "ScheduleRecording",
     "SigmoidRange",
     "TrainableReport",
     "arch_name",
@@ -80,6 +82,7 @@ __all__ = [
     "param_groups",
     "parameter_tree",
     "quiet_known_warnings",
+    "record_schedule",
     "resolve_arch",
     "resolve_asset_mode",
     "split_family",

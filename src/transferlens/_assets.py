@@ -216,7 +216,16 @@ def use_assets(
 
 
 def standin_cache_dir() -> Path:
-    """The default stand-in cache directory (see :func:`use_assets`)."""
+    """The default stand-in cache directory (see :func:`use_assets`).
+
+    Returns:
+        ``TRANSFERLENS_CACHE`` if set, else ``.transferlens-cache/`` at the root of a source
+        checkout, else ``~/.cache/transferlens``.
+
+    Examples:
+        >>> standin_cache_dir().name in (".transferlens-cache", "transferlens")
+        True
+    """
     if os.environ.get(CACHE_ENV_VAR):
         return Path(os.environ[CACHE_ENV_VAR]).expanduser().resolve()
     checkout = _source_checkout()
