@@ -11,7 +11,7 @@ import ast
 import copy
 import functools
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -55,15 +55,6 @@ STRUCTURE_ONLY_ARCHS = [
     "vgg19_bn",
     "efficientnet_b0",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small inputs: a second intra-op thread mostly adds synchronization on this shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def builder(name: str) -> Callable[..., nn.Module]:

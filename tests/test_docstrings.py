@@ -10,9 +10,8 @@ import pytest
 
 import transferlens
 
-MODULES = sorted(
-    f"transferlens.{info.name}" for info in pkgutil.iter_modules(transferlens.__path__)
-) + ["transferlens"]
+SUBMODULES = [f"transferlens.{info.name}" for info in pkgutil.iter_modules(transferlens.__path__)]
+MODULES = ["transferlens", *sorted(SUBMODULES)]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -9,7 +9,7 @@ no weights.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -43,15 +43,6 @@ CASES = [
     for n in range(-count, count)
     for train_bn in (True, False)
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """A second intra-op thread mostly adds synchronization on this shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def builder(name: str) -> Callable[..., nn.Module]:

@@ -9,7 +9,7 @@ given as the builder function or as its name.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -52,15 +52,6 @@ DEFAULT_ARCHS = [
     "convnext_tiny",
 ]
 XRESNET_ARCHS = ["xresnet18", "xresnet34", "xresnet50", "xresnet101", "xresnet152"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """A second intra-op thread mostly adds synchronization on this shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def builder(name: str) -> Callable[..., nn.Module]:

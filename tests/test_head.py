@@ -8,7 +8,6 @@ the same seed, and, after loading fastai's weights into ours, bit-identical outp
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,15 +46,6 @@ HEAD_CASES: list[dict[str, Any]] = [
     {"lin_ftrs": [12], "ps": [0.25], "bn_final": True, "y_range": (-3.0, 3.0)},
     {"pool": False, "lin_first": True, "first_bn": False, "bn_final": True, "lin_ftrs": [4, 4]},
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Heads are tiny: a second intra-op thread only adds synchronization (slow on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _randomize(module: nn.Module, seed: int) -> None:
