@@ -69,7 +69,19 @@ def pytest_configure(config: pytest.Config) -> None:
         # pages ran beside it (the determinism check compares runs).
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+        _warm_matplotlib()
     pytest_items.NotebookRun = RecordingNotebookRun
+
+
+def _warm_matplotlib() -> None:
+    """Build matplotlib's font cache before any page runs.
+
+    On a machine (or a HOME) where it does not exist yet, matplotlib builds it on first import and
+    says so on stderr, inside whichever page imported it first. The cache lives in build/, so a
+    fresh HOME reuses it too.
+    """
+    os.environ.setdefault("MPLCONFIGDIR", str(pagecache.BUILD / "matplotlib"))
+    import matplotlib.font_manager  # noqa: F401
 
 
 _mode_key = pytest.StashKey[tuple[str, str]]()
