@@ -922,7 +922,7 @@ def module_diff(
       order by their repr, so renamed children still match. That is what makes fastai's models
       comparable with torchvision's: fastai's body is ``nn.Sequential(*list(model.children())
       [:cut])``, so ``module_diff(resnet, body)`` shows just ``avgpool`` and ``fc`` removed, and
-      ``module_diff(resnet, learn.model)`` shows the head's layers too.
+      ``module_diff(resnet, learn.model)`` also shows the head, added as one entry (``1``).
     - ``"path"``: children are matched by dotted path (``layer1.0.conv1``), as in ``state_dict``
       keys; fastai's ``0``, ``1``, ... then match none of ResNet's ``conv1``, ``bn1``, ...
 
