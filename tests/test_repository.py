@@ -129,3 +129,12 @@ def test_public_names_are_exported_alphabetically() -> None:
 
     assert transferlens.__all__ == sorted(transferlens.__all__, key=lambda n: (not n.isupper(), n))
     assert all(hasattr(transferlens, name) for name in transferlens.__all__)
+
+
+def test_api_reference_documents_every_public_name() -> None:
+    import transferlens
+
+    documented = set(
+        re.findall(r"^::: transferlens\.(\w+)$", (ROOT / "docs/api.md").read_text(), re.M)
+    )
+    assert documented == set(transferlens.__all__)
