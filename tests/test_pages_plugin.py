@@ -80,6 +80,7 @@ def test_a_passing_page_is_published_and_measured(runs: tuple) -> None:
     record = _records(project)["docs/good.ipynb"]
     assert record["status"] == "passed"
     assert record["seconds"] > 0 and record["peak_rss_mb"] > 20 and record["asserts"] == 1
+    assert record["compared_with_previous_run"] is False  # first run: nothing to compare with
     assert "page execution (build/execution.json)" in first.stdout
     # the committed page itself is untouched: no outputs written back
     source = nbformat.read(str(project / "docs/good.ipynb"), as_version=4)
@@ -107,7 +108,8 @@ def test_non_deterministic_outputs_fail_the_second_run(runs: tuple) -> None:
     assert second.returncode == 1
     assert "docs/random.ipynb cell 1 is not deterministic" in second.stdout
     assert "1 failed, 1 passed" in second.stdout  # the seeded page gave the same outputs
-    assert _records(project)["docs/seeded.ipynb"]["status"] == "passed"
+    seeded = _records(project)["docs/seeded.ipynb"]
+    assert seeded["status"] == "passed" and seeded["compared_with_previous_run"] is True
 
 
 def test_pages_run_in_parallel_without_kernel_start_failures(tmp_path: Path) -> None:

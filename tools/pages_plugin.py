@@ -206,7 +206,8 @@ class RecordingNotebookRun(nb_run.NotebookRun):
 
         if result.error is None:
             result = NotebookResult(nb=result.nb, error=_stderr_error(result.nb))
-        if result.error is None and previous is not None and _key_of(previous) == key:
+        compared = previous is not None and _key_of(previous) == key
+        if result.error is None and compared:
             result = NotebookResult(nb=result.nb, error=_drift_error(previous, result.nb))
         if result.error is not None:
             summary = _ANSI.sub("", result.error.summary)
@@ -224,7 +225,7 @@ class RecordingNotebookRun(nb_run.NotebookRun):
 
         status = "passed" if result.error is None else "failed"
         _publish(page, result.nb, key, mode, status)
-        _record(page, seconds, peak, status, mode, _count_asserts(result.nb))
+        _record(page, seconds, peak, status, mode, _count_asserts(result.nb), compared)
         return result
 
 
@@ -317,7 +318,9 @@ def _publish(page: Path, nb: Any, key: str, mode: str, status: str) -> None:
     tmp.replace(target)
 
 
-def _record(page: Path, seconds: float, peak: float, status: str, mode: str, asserts: int) -> None:
+def _record(
+    page: Path, seconds: float, peak: float, status: str, mode: str, asserts: int, compared: bool
+) -> None:
     record = {
         "page": pagecache.page_name(page),
         "seconds": round(seconds, 2),
@@ -325,6 +328,8 @@ def _record(page: Path, seconds: float, peak: float, status: str, mode: str, ass
         "status": status,
         "assets": mode,
         "asserts": asserts,
+        # outputs compared with the previous run of identical inputs (the determinism check)
+        "compared_with_previous_run": compared,
         "finished": _now(),
     }
     target = pagecache.record_path(page)
