@@ -75,6 +75,9 @@ def main() -> int:
             "naive nbmake",
             [python, "-m", "pytest", "-q", "-c", str(plain_ini), "--rootdir", str(ROOT),
              "--nbmake", "-n", JOBS, "-p", "no:cacheprovider", "docs"],
+            # one thread per kernel, as ours: the comparison is about executing twice, not
+            # about threads fighting over the cores
+            env={"OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         results["naive: mkdocs (executes again)"] = _timed(
             "naive mkdocs build",
