@@ -6,6 +6,7 @@ dark colour schemes; screenshots go to build/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -94,20 +95,27 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def _open(browser: object, url: str, scheme: str = "light") -> tuple[object, object, list[str]]:
+@contextlib.contextmanager
+def _open(
+    browser: object, url: str, scheme: str = "light"
+) -> Iterator[tuple[object, object, list[str]]]:
+    """A fresh browser context on ``url``: (context, page, problems seen so far); closed after."""
     context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
             if msg.type == "error" else None)  # fmt: skip
     page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    # The site's own files must all load. Outside requests (the theme asks GitHub for the
-    # repository's stars) fail on a machine without network, which is not the site's fault.
+    # The site's own files must all load. A request to an outside host would fail on a machine
+    # without network, which says nothing about the site; a console error it causes still counts.
     page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}")
             if req.url.startswith(url.split("/", 3)[0] + "//127.0.0.1") else None)  # fmt: skip
-    response = page.goto(url, wait_until="networkidle")
-    assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
-    return context, page, problems
+    try:
+        response = page.goto(url, wait_until="networkidle")
+        assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
+        yield context, page, problems
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -115,8 +123,7 @@ def _open(browser: object, url: str, scheme: str = "light") -> tuple[object, obj
 def test_page_loads_cleanly_and_is_screenshotted(
     browser: object, site_url: str, title: str, source: str, scheme: str
 ) -> None:
-    context, page, problems = _open(browser, site_url + _url_path(source), scheme)
-    try:
+    with _open(browser, site_url + _url_path(source), scheme) as (_context, page, problems):
         assert problems == []
         assert page.locator("h1").first.is_visible()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -124,8 +131,6 @@ def test_page_loads_cleanly_and_is_screenshotted(
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
         theme = page.evaluate("document.body.getAttribute('data-md-color-scheme')")
         assert theme == ("slate" if scheme == "dark" else "default")
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
@@ -135,8 +140,7 @@ def test_notebook_page_shows_the_tested_outputs(
     executed = nbformat.read(str(ROOT / "build" / "executed" / source), as_version=4)
     code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
     with_output = [bool(cell.outputs) for cell in code_cells]
-    context, page, _ = _open(browser, site_url + _url_path(source))
-    try:
+    with _open(browser, site_url + _url_path(source)) as (_context, page, _):
         # nbconvert's template nests two divs per cell; the inner one carries the cell id.
         rendered = page.locator(".jp-CodeCell[id^='cell-id=']")
         assert rendered.count() == len(code_cells)
@@ -149,16 +153,13 @@ def test_notebook_page_shows_the_tested_outputs(
         for forbidden in ("Traceback (most recent call last)", "Warning:", "DeprecationWarning"):
             assert forbidden not in body
         assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
 def test_notebook_download_and_colab_links(
     browser: object, site_url: str, title: str, source: str
 ) -> None:
-    context, page, _ = _open(browser, site_url + _url_path(source))
-    try:
+    with _open(browser, site_url + _url_path(source)) as (context, page, _):
         download = page.get_by_role("link", name="Download notebook")
         href = urljoin(page.url, download.get_attribute("href"))
         response = context.request.get(href)
@@ -168,35 +169,26 @@ def test_notebook_download_and_colab_links(
         colab = page.get_by_role("link", name="Open in Colab").get_attribute("href")
         assert colab.startswith("https://colab.research.google.com/github/")
         assert colab.endswith(f"/blob/main/docs/{source}")
-    finally:
-        context.close()
 
 
 def test_nav_lists_every_page(browser: object, site_url: str) -> None:
-    context, page, _ = _open(browser, site_url)
-    try:
+    with _open(browser, site_url) as (_context, page, _):
         nav = page.locator("nav.md-nav--primary").inner_text()
         for title, _ in PAGES:
             assert title in nav, f"{title!r} missing from the navigation"
-    finally:
-        context.close()
 
 
 def test_stand_in_notice_matches_the_assets_that_ran(browser: object, site_url: str) -> None:
     records = json.loads((ROOT / "build" / "execution.json").read_text())
     standin = {record["assets"] for record in records} == {"standin"}
     for _, source in PAGES:
-        context, page, _ = _open(browser, site_url + _url_path(source))
-        try:
+        with _open(browser, site_url + _url_path(source)) as (_context, page, _):
             notice = page.locator(".tl-standin-notice")
             assert (notice.count() == 1 and notice.is_visible()) == standin, source
-        finally:
-            context.close()
 
 
 def test_search_finds_adaptive_concat_pool(browser: object, site_url: str) -> None:
-    context, page, problems = _open(browser, site_url)
-    try:
+    with _open(browser, site_url) as (_context, page, problems):
         search = page.locator("input.md-search__input")
         search.click()
         search.press_sequentially("AdaptiveConcatPool2d", delay=10)  # typed, as a reader does
@@ -205,8 +197,6 @@ def test_search_finds_adaptive_concat_pool(browser: object, site_url: str) -> No
         assert results.count() >= 1
         assert "AdaptiveConcatPool2d" in page.locator(".md-search-result").inner_text()
         assert problems == []
-    finally:
-        context.close()
 
 
 # --- links (no browser needed, but part of the same check of the built site) --------------------
