@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from transferlens import AssetError, LensError, resolve_asset_mode, use_assets
-from transferlens._assets import PETS_BREEDS
+from transferlens import LensError
+from transferlens.tutorial import PETS_BREEDS, AssetError, resolve_asset_mode, use_assets
 
 IMAGES = Path("fastai", "data", "oxford-iiit-pet", "images")
 WEIGHTS = Path("torch", "hub", "checkpoints", "resnet18-f37072fd.pth")
@@ -78,7 +78,7 @@ def test_auto_falls_back_quickly_when_the_hosts_do_not_answer(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no cached real assets
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("transferlens._assets._PROBE_HOSTS", ("unreachable.invalid",))
+    monkeypatch.setattr("transferlens.tutorial._assets._PROBE_HOSTS", ("unreachable.invalid",))
     started = time.perf_counter()
     mode, reason = resolve_asset_mode("auto")
     assert mode == "standin"
@@ -103,8 +103,10 @@ def test_auto_uses_real_assets_already_in_the_users_caches(
 def test_auto_warns_when_it_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("transferlens._assets._PROBE_HOSTS", ("unreachable.invalid",))
-    monkeypatch.setattr("transferlens._assets._ensure_standin_cache", lambda root, weights: ())
+    monkeypatch.setattr("transferlens.tutorial._assets._PROBE_HOSTS", ("unreachable.invalid",))
+    monkeypatch.setattr(
+        "transferlens.tutorial._assets._ensure_standin_cache", lambda root, weights: ()
+    )
     with pytest.warns(UserWarning, match="using stand-in assets"):
         assets = use_assets("auto", cache_dir=tmp_path / "c", verbose=False)
     assert assets.mode == "standin" and assets.requested == "auto"
@@ -140,8 +142,10 @@ def test_standin_generation_is_deterministic(standin_cache: Path, tmp_path: Path
 def test_unmodified_library_calls_load_the_standins(standin_cache: Path) -> None:
     """torchvision and fastai find the stand-ins by themselves, in a fresh process."""
     code = (
-        "import os, torch, transferlens\n"
-        f"transferlens.use_assets('standin', cache_dir={str(standin_cache)!r}, verbose=False)\n"
+        "import os, torch, transferlens.tutorial\n"
+        "transferlens.tutorial.use_assets(\n"
+        f"    'standin', cache_dir={str(standin_cache)!r}, verbose=False\n"
+        ")\n"
         "from torchvision import models\n"
         "from fastai.data.external import untar_data, URLs\n"
         "m = models.resnet18(weights=models.ResNet18_Weights.DEFAULT)\n"
@@ -163,8 +167,10 @@ def test_standin_mode_never_writes_the_users_caches(
     home = tmp_path / "home"
     home.mkdir()
     code = (
-        "import transferlens\n"
-        f"transferlens.use_assets('standin', cache_dir={str(standin_cache)!r}, verbose=False)\n"
+        "import transferlens.tutorial\n"
+        "transferlens.tutorial.use_assets(\n"
+        f"    'standin', cache_dir={str(standin_cache)!r}, verbose=False\n"
+        ")\n"
         "from torchvision import models\n"
         "from fastai.data.external import untar_data, URLs\n"
         "models.resnet18(weights=models.ResNet18_Weights.DEFAULT)\n"

@@ -52,7 +52,7 @@ def test_committed_pages_carry_no_outputs(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_every_page_states_its_assets_and_proves_its_claims(page: Path) -> None:
     sources = ["".join(cell["source"]) for cell in _code_cells(page)]
-    assert "transferlens.use_assets()" in sources[0], f"{page.name}: setup cell first"
+    assert "tutorial.setup()" in sources[0], f"{page.name}: setup cell first"
     asserts = sum(
         isinstance(node, ast.Assert) for source in sources for node in ast.walk(ast.parse(source))
     )
@@ -138,3 +138,45 @@ def test_api_reference_documents_every_public_name() -> None:
         re.findall(r"^::: transferlens\.(\w+)$", (ROOT / "docs/api.md").read_text(), re.M)
     )
     assert documented == set(transferlens.__all__)
+
+
+def test_tutorial_reference_documents_every_tutorial_name() -> None:
+    from transferlens import tutorial
+
+    assert tutorial.__all__ == sorted(tutorial.__all__, key=lambda n: (not n.isupper(), n))
+    reference = (ROOT / "docs/tutorial-api.md").read_text()
+    documented = set(re.findall(r"^::: transferlens\.tutorial\.(\w+)$", reference, re.M))
+    assert documented == set(tutorial.__all__)
+
+
+def test_importing_transferlens_loads_no_tutorial_machinery_fastai_or_torchvision() -> None:
+    """The core runs wherever torch does: it adds no fastai, no torchvision, no tutorial module."""
+    code = (
+        "import sys, torch\n"
+        "before = set(sys.modules)\n"
+        "import transferlens\n"
+        "added = set(sys.modules) - before\n"
+        "print(sorted(m for m in added if m.split('.')[0] in ('fastai', 'torchvision', 'fcntl')"
+        " or m.startswith('transferlens.tutorial')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_core_modules_import_nothing_posix_only_at_module_level() -> None:
+    """torch itself imports fcntl on Linux, so the runtime check above cannot see it: read the
+    sources. Only transferlens.tutorial (the site's machinery) may lock files."""
+    core = [p for p in (ROOT / "src/transferlens").glob("*.py")]
+    assert core, "no core modules found"
+    for path in core:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in ("fcntl", "msvcrt", "fastai", "torchvision"), (
+                    f"{path.name} imports {name} at module level"
+                )

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from transferlens._errors import LensError
-from transferlens._recorder import ScheduleRecording, record_schedule
 from transferlens._schedule import (
     FineTunePlan,
     OneCycle,
@@ -31,6 +30,7 @@ from transferlens._schedule import (
     fine_tune_plan,
     one_cycle,
 )
+from transferlens.tutorial import ScheduleRecording, record_schedule
 
 RTOL = 1e-9
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    from transferlens._assets import resolve_asset_mode
+    from transferlens.tutorial import resolve_asset_mode
 
     mode, reason = resolve_asset_mode()
     os.environ["TRANSFERLENS_ASSETS"] = mode

@@ -58,7 +58,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controlling process, before workers start
-        from transferlens._assets import resolve_asset_mode
+        from transferlens.tutorial import resolve_asset_mode
 
         mode, reason = resolve_asset_mode()
         os.environ["TRANSFERLENS_ASSETS"] = mode

@@ -6,10 +6,11 @@ Everything public is imported from here; the modules behind it are private::
     body = transferlens.create_body(resnet, cut=-2)
     head = transferlens.create_head(nf=1024, n_out=37)
 
-``import transferlens`` imports torch only: neither fastai nor torchvision.
+``import transferlens`` imports torch only: neither fastai nor torchvision. The tutorial site's
+machinery (asset modes, warning filters, the schedule recorder) lives apart, in
+:mod:`transferlens.tutorial`, which only the pages import.
 """
 
-from ._assets import Assets, resolve_asset_mode, standin_cache_dir, use_assets
 from ._body import (
     as_sequential,
     create_body,
@@ -18,11 +19,10 @@ from ._body import (
     has_pool_type,
     num_features,
 )
-from ._errors import AssetError, LensError
+from ._errors import LensError
 from ._freeze import NORM_TYPES, freeze, freeze_to, is_norm, unfreeze
 from ._groups import arch_name, known_architectures, param_groups, resolve_arch, split_family
 from ._head import AdaptiveConcatPool2d, Flatten, SigmoidRange, create_head
-from ._recorder import ScheduleRecording, record_schedule
 from ._report import (
     ModuleDiff,
     ParameterTree,
@@ -41,16 +41,12 @@ from ._schedule import (
     fine_tune_plan,
     one_cycle,
 )
-from ._warnings import KNOWN_WARNINGS, quiet_known_warnings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "KNOWN_WARNINGS",
     "NORM_TYPES",
     "AdaptiveConcatPool2d",
-    "AssetError",
-    "Assets",
     "FineTunePhase",
     "FineTunePlan",
     "Flatten",
@@ -59,7 +55,6 @@ __all__ = [
     "OneCycle",
     "OneCycleScheduler",
     "ParameterTree",
-    "ScheduleRecording",
     "SigmoidRange",
     "TrainableReport",
     "arch_name",
@@ -81,13 +76,8 @@ __all__ = [
     "one_cycle",
     "param_groups",
     "parameter_tree",
-    "quiet_known_warnings",
-    "record_schedule",
     "resolve_arch",
-    "resolve_asset_mode",
     "split_family",
-    "standin_cache_dir",
     "trainable_report",
     "unfreeze",
-    "use_assets",
 ]

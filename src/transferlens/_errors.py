@@ -5,7 +5,8 @@ One hierarchy, so that callers can catch everything transferlens refuses with on
     ValueError
      └── LensError              every bad input: the message names the argument,
           │                     what was expected, and what to do
-          └── AssetError        the asset mode or the stand-in cache is unusable
+          └── AssetError        (transferlens.tutorial) the asset mode or the stand-in
+                                cache is unusable
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["AssetError", "LensError", "suggest"]
+__all__ = ["LensError", "suggest"]
 
 
 class LensError(ValueError):
     """A bad input to transferlens. The message names the argument and the fix."""
-
-
-class AssetError(LensError):
-    """The asset mode is unknown, or the stand-in cache is missing or damaged."""
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

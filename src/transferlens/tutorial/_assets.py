@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._errors import AssetError
+from .._errors import LensError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSET_MODES",
     "PETS_BREEDS",
+    "AssetError",
     "Assets",
     "resolve_asset_mode",
     "standin_cache_dir",
@@ -54,6 +55,12 @@ __all__ = [
 ]
 
 ASSET_MODES = ("auto", "real", "standin")
+
+
+class AssetError(LensError):
+    """The asset mode is unknown, or the stand-in cache is missing or damaged."""
+
+
 ENV_VAR = "TRANSFERLENS_ASSETS"
 CACHE_ENV_VAR = "TRANSFERLENS_CACHE"
 
