@@ -78,7 +78,9 @@ def test_auto_falls_back_quickly_when_the_hosts_do_not_answer(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no cached real assets
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("transferlens.tutorial._assets._PROBE_HOSTS", ("unreachable.invalid",))
+    monkeypatch.setattr(
+        "transferlens.tutorial._assets._PROBE_ADDRESSES", (("unreachable.invalid", 443),)
+    )
     started = time.perf_counter()
     mode, reason = resolve_asset_mode("auto")
     assert mode == "standin"
@@ -103,7 +105,9 @@ def test_auto_uses_real_assets_already_in_the_users_caches(
 def test_auto_warns_when_it_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("transferlens.tutorial._assets._PROBE_HOSTS", ("unreachable.invalid",))
+    monkeypatch.setattr(
+        "transferlens.tutorial._assets._PROBE_ADDRESSES", (("unreachable.invalid", 443),)
+    )
     monkeypatch.setattr(
         "transferlens.tutorial._assets._ensure_standin_cache", lambda root, weights: ()
     )

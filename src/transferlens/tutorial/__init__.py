@@ -6,12 +6,14 @@ never needs this module; the site's pages import it in their first cell::
     from transferlens import tutorial
     assets = tutorial.setup()
 
-- :func:`use_assets` / :func:`resolve_asset_mode`: the asset mode
+- `use_assets` / `resolve_asset_mode`: the asset mode
   (``TRANSFERLENS_ASSETS=auto|real|standin``): real downloads, or stand-in weights and photos
   generated into an isolated cache so that the pages run with no network.
-- :func:`quiet_known_warnings`: filters exactly the import-time warnings of fastai 2.8 that a
+- `fetch_real_assets`: in ``real`` mode, downloads the real weights and Pets data once, before
+  the pages run in parallel kernels (the page test session calls it).
+- `quiet_known_warnings`: filters exactly the import-time warnings of fastai 2.8 that a
   page cannot act on, each with the reason it is harmless.
-- :func:`record_schedule`: records the learning rates and momentum a fastai ``Learner`` trains
+- `record_schedule`: records the learning rates and momentum a fastai ``Learner`` trains
   with at every batch, for the pages and tests that compare them with ``transferlens``.
 """
 
@@ -29,6 +31,7 @@ from ._assets import (
     standin_cache_dir,
     use_assets,
 )
+from ._fetch import fetch_real_assets
 from ._recorder import ScheduleRecording, record_schedule
 from ._warnings import KNOWN_WARNINGS, KnownWarning, quiet_known_warnings
 
@@ -40,6 +43,7 @@ __all__ = [
     "Assets",
     "KnownWarning",
     "ScheduleRecording",
+    "fetch_real_assets",
     "quiet_known_warnings",
     "record_schedule",
     "resolve_asset_mode",
@@ -58,13 +62,15 @@ def setup(
 ) -> Assets:
     """Prepare a page: activate the asset mode, then filter the known import warnings.
 
-    The first code cell of every page calls this once. It is :func:`use_assets` followed by
-    :func:`quiet_known_warnings`; the arguments are :func:`use_assets`'s.
+    The first code cell of every page calls this once. It is `use_assets` followed by
+    `quiet_known_warnings`; the arguments are `use_assets`'s.
 
     Returns:
-        The :class:`Assets` in force (its ``mode`` is ``"real"`` or ``"standin"``).
+        The `Assets` in force (its ``mode`` is ``"real"`` or ``"standin"``).
 
     Examples:
+        >>> setup("real", verbose=False).mode
+        'real'
         >>> assets = setup("standin", verbose=False)  # doctest: +SKIP
     """
     assets = use_assets(mode, weights=weights, cache_dir=cache_dir, verbose=verbose)

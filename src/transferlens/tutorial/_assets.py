@@ -18,20 +18,30 @@ mode decides, once per process, where the downloads come from:
 
   and ``TORCH_HOME`` / ``FASTAI_HOME`` point into it. The user's own caches are never written.
 - ``auto`` (the default): ``real`` when the files are already in the user's caches or the
-  download hosts answer within ~2 s, else ``standin`` with a warning.
+  download hosts answer within ~2 s (probed in parallel; 2 s is the longest wait in all), else
+  ``standin`` with a warning.
 
 The mode comes from the ``TRANSFERLENS_ASSETS`` environment variable unless passed explicitly.
+
+The stand-in cache cannot harm the user's real caches: a cache root that resolves into the real
+``TORCH_HOME`` / ``FASTAI_HOME`` (or ``~/.cache/torch``, ``~/.fastai``) is refused, since random
+weights under torchvision's real file name would be loaded there by later real runs without a
+hash check; files are written through a temporary file and ``os.replace``, never through a
+symlink; readers verify under a shared lock, and only a rebuild takes the exclusive one.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import configparser
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
+import stat
+import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -40,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import LensError
+from ._files import file_lock, write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,7 +77,12 @@ CACHE_ENV_VAR = "TRANSFERLENS_CACHE"
 
 # Bump when the generated files change, so that old caches are rebuilt.
 _GENERATOR_VERSION = 1
-_PROBE_HOSTS = ("download.pytorch.org", "s3.amazonaws.com")
+# Where torchvision's weights and fastai's Pets archive come from (host, HTTPS port).
+_PROBE_ADDRESSES: tuple[tuple[str, int], ...] = (
+    ("download.pytorch.org", 443),
+    ("s3.amazonaws.com", 443),
+)
+# The longest `auto` waits for the probes, all of them together.
 _PROBE_TIMEOUT_S = 2.0
 _IMAGES_PER_BREED = 8
 
@@ -86,7 +102,7 @@ PETS_BREEDS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Assets:
-    """The asset mode in force, as returned by :func:`use_assets`.
+    """The asset mode in force, as returned by `use_assets`.
 
     Attributes:
         requested: the mode asked for (``auto``, ``real`` or ``standin``).
@@ -155,7 +171,7 @@ def resolve_asset_mode(
         return requested, ""
     if _real_assets_cached(weights):
         return "real", "weights and Pets data already in the user's caches"
-    unreachable = [host for host in _PROBE_HOSTS if not _host_answers(host)]
+    unreachable = _unreachable_hosts(_PROBE_ADDRESSES, _PROBE_TIMEOUT_S)
     if not unreachable:
         return "real", "download hosts answer"
     return "standin", f"{unreachable[0]} did not answer within {_PROBE_TIMEOUT_S:g} s"
@@ -181,16 +197,21 @@ def use_assets(
         weights: torchvision model names whose ``DEFAULT`` weights get a stand-in file.
         cache_dir: the stand-in cache; default ``TRANSFERLENS_CACHE``, else
             ``.transferlens-cache/`` at the root of a source checkout, else
-            ``~/.cache/transferlens``.
-        verbose: print :meth:`Assets.describe`.
+            ``~/.cache/transferlens``. It must not lie in (or contain) torch's or fastai's
+            real caches.
+        verbose: print `Assets.describe`.
 
     Returns:
-        The :class:`Assets` in force.
+        The `Assets` in force.
 
     Raises:
-        AssetError: unknown mode, or a stand-in cache that cannot be written.
+        AssetError: unknown mode, a stand-in cache that cannot be written, or one that
+            resolves into torch's or fastai's real caches.
 
     Examples:
+        >>> assets = use_assets("real", verbose=False)  # the usual downloads: nothing to prepare
+        >>> assets.mode, assets.is_standin, assets.cache_dir
+        ('real', False, None)
         >>> assets = use_assets("standin", verbose=False)  # doctest: +SKIP
         >>> assets.mode  # doctest: +SKIP
         'standin'
@@ -206,7 +227,7 @@ def use_assets(
                 f"Set {ENV_VAR}=real to insist on the real downloads.",
                 stacklevel=2,
             )
-        root = Path(cache_dir) if cache_dir is not None else standin_cache_dir()
+        root = _standin_root(cache_dir)
         rebuilt = _ensure_standin_cache(root, tuple(weights))
         _point_caches_at(root)
         assets = Assets(
@@ -223,7 +244,7 @@ def use_assets(
 
 
 def standin_cache_dir() -> Path:
-    """The default stand-in cache directory (see :func:`use_assets`).
+    """The default stand-in cache directory (see `use_assets`).
 
     Returns:
         ``TRANSFERLENS_CACHE`` if set, else ``.transferlens-cache/`` at the root of a source
@@ -291,30 +312,125 @@ def _default_torch_home() -> str:
     return os.path.join(xdg, "torch")
 
 
-def _host_answers(host: str, port: int = 443, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Can we open a TCP connection to ``host`` within ``timeout`` seconds (DNS included)?"""
+def _unreachable_hosts(addresses: Sequence[tuple[str, int]], timeout: float) -> list[str]:
+    """The hosts that did not accept a TCP connection within ``timeout`` seconds, all probed at
+    once; returns after at most ``timeout`` seconds in all (DNS included), sooner when every host
+    has answered or one has refused."""
+    answered: dict[int, bool] = {}
+    changed = threading.Condition()
 
-    def connect() -> bool:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+    def probe(index: int, host: str, port: int) -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                ok = True
+        except OSError:
+            ok = False
+        with changed:
+            answered[index] = ok
+            changed.notify_all()
 
-    # getaddrinfo ignores socket timeouts, so the whole attempt runs in a thread we stop waiting
-    # for; the pool is not joined, so a hung lookup cannot hold us up.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(connect).result(timeout=timeout)
-    except Exception:
-        return False
-    finally:
-        pool.shutdown(wait=False)
+    # Daemon threads that nobody joins: getaddrinfo ignores socket timeouts, and a hung lookup
+    # must hold up neither this call nor the interpreter's exit.
+    for index, (host, port) in enumerate(addresses):
+        threading.Thread(
+            target=probe, args=(index, host, port), name=f"probe {host}", daemon=True
+        ).start()
+    deadline = time.monotonic() + timeout
+    with changed:
+        while len(answered) < len(addresses) and all(answered.values()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            changed.wait(remaining)
+        refused = [host for i, (host, _) in enumerate(addresses) if answered.get(i) is False]
+        silent = [host for i, (host, _) in enumerate(addresses) if i not in answered]
+    return refused + silent
 
 
 # --- the stand-in cache -----------------------------------------------------------------------
 
 
+def _standin_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The stand-in cache to use, refused when it resolves into torch's or fastai's caches."""
+    if cache_dir is not None:
+        root, source = Path(cache_dir).expanduser(), "`cache_dir`"
+    elif os.environ.get(CACHE_ENV_VAR):
+        root, source = standin_cache_dir(), f"the environment variable {CACHE_ENV_VAR}"
+    else:
+        root = standin_cache_dir()
+        source = f"the default stand-in cache {root}"
+        if root.is_symlink():
+            source += f" (a symlink to {root.resolve()})"
+    _refuse_real_caches(root, source)
+    return root
+
+
+def _refuse_real_caches(root: Path, source: str) -> None:
+    """Refuse a stand-in cache whose files would land in (or replace) the user's real caches."""
+    resolved = root.resolve()
+    # What the stand-in cache writes (and, for the images, empties before a rebuild).
+    written = [resolved, resolved / _WEIGHTS_DIR, resolved / _IMAGES_DIR]
+    for name, real in _real_cache_dirs():
+        clash = next((path for path in written if path.is_relative_to(real)), None)
+        if clash is not None:
+            where = "" if clash == resolved else f" (it writes {clash})"
+            if source == "`cache_dir`":
+                fix = "Pass a `cache_dir` of its own"
+            elif source.startswith("the environment variable"):
+                fix = f"Set {CACHE_ENV_VAR} to a folder of its own"
+            else:
+                fix = f"Make {root} a real folder, or set {CACHE_ENV_VAR} to a folder of its own"
+            raise AssetError(
+                f"{source} is {root}, which resolves into {name} ({real}){where}. Random "
+                "stand-in weights saved there under torchvision's real file name would be "
+                "loaded by later real runs without a hash check. "
+                f"{fix}, outside torch's and fastai's caches (for example ~/.cache/transferlens)."
+            )
+
+
+def _real_cache_dirs() -> list[tuple[str, Path]]:
+    """The user's real torch and fastai caches (as set and as resolved), named for messages."""
+    home = Path("~").expanduser()
+    candidates: list[tuple[str, Path]] = []
+    torch_home = _users_own("TORCH_HOME")
+    if torch_home:
+        candidates.append(("the real TORCH_HOME", Path(torch_home).expanduser()))
+    candidates.append(("torch's default cache", Path(_default_torch_home())))
+    candidates.append(("torch's default cache", home / ".cache" / "torch"))
+    fastai_home = _users_own("FASTAI_HOME")
+    fastai_dirs = [("fastai's default cache", home / ".fastai")]
+    if fastai_home:
+        fastai_dirs.insert(0, ("the real FASTAI_HOME", Path(fastai_home).expanduser()))
+    for name, folder in fastai_dirs:
+        candidates.append((name, folder))
+        candidates.extend((f"{name}'s {key} folder", path) for key, path in _fastai_config(folder))
+    real: list[tuple[str, Path]] = []
+    for name, path in candidates:
+        for form in (Path(os.path.abspath(path)), path.resolve()):
+            if (name, form) not in real:
+                real.append((name, form))
+    return real
+
+
+def _fastai_config(fastai_home: Path) -> list[tuple[str, Path]]:
+    """The folders fastai's ``config.ini`` names (``data``, ``archive``, ``model``, ``storage``),
+    read as fastcore's ``Config.path`` does: relative to the config's folder."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(fastai_home / "config.ini", encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return []
+    defaults = parser.defaults()
+    return [
+        (key, fastai_home / defaults[key])
+        for key in ("data", "archive", "model", "storage")
+        if defaults.get(key)
+    ]
+
+
 def _source_checkout() -> Path | None:
     """The root of the transferlens source checkout this module runs from, if any."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/transferlens/tutorial/_assets.py
     pyproject = root / "pyproject.toml"
     try:
         if 'name = "transferlens"' in pyproject.read_text(encoding="utf-8"):
@@ -341,35 +457,29 @@ def _point_caches_at(root: Path) -> None:
     torch.hub.set_dir(str(root / "torch" / "hub"))
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Serialise cache generation between processes (pages run in parallel)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / ".lock", "w")
-    except OSError as err:
-        raise AssetError(
-            f"the stand-in cache {root} cannot be written ({err}). Set {CACHE_ENV_VAR} to a "
-            "writable directory."
-        ) from err
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+_WEIGHTS_DIR = Path("torch", "hub", "checkpoints")
+_IMAGES_DIR = Path("fastai", "data", "oxford-iiit-pet", "images")
 
 
 def _ensure_standin_cache(root: Path, weights: tuple[str, ...]) -> tuple[str, ...]:
-    """Generate missing parts of the cache and rebuild damaged ones. Returns what was rebuilt."""
-    rebuilt: list[str] = []
-    with _locked(root):
+    """Generate missing parts of the cache and rebuild damaged ones. Returns what was rebuilt.
+
+    Pages run in parallel, and each checks the cache when it starts: the check holds a shared
+    lock, so checks run side by side; only generating or rebuilding takes the exclusive lock,
+    and checks again under it (another process may have rebuilt meanwhile).
+    """
+    parts = {f"weights:{name}": name for name in weights}
+    parts["pets"] = ""
+    with _cache_lock(root, shared=True):
         manifest = _read_manifest(root)
-        parts = {f"weights:{name}": name for name in weights}
-        parts["pets"] = ""
+        if all(_part_is_intact(root, part, manifest.get(part)) for part in parts):
+            return ()
+    rebuilt: list[str] = []
+    with _cache_lock(root, shared=False):
+        manifest = _read_manifest(root)
         for part, name in parts.items():
             entry = manifest.get(part)
-            if entry is not None and _part_is_intact(root, entry):
+            if _part_is_intact(root, part, entry):
                 continue
             if entry is not None:
                 rebuilt.append(part)
@@ -385,6 +495,21 @@ def _ensure_standin_cache(root: Path, weights: tuple[str, ...]) -> tuple[str, ..
     return tuple(rebuilt)
 
 
+@contextlib.contextmanager
+def _cache_lock(root: Path, *, shared: bool) -> Iterator[None]:
+    """The cache's lock: shared to check it, exclusive to write it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(file_lock(root / ".lock", shared=shared))
+        except OSError as err:
+            raise AssetError(
+                f"the stand-in cache {root} cannot be written ({err}). Set {CACHE_ENV_VAR} to "
+                "a writable directory."
+            ) from err
+        yield
+
+
 def _read_manifest(root: Path) -> dict[str, dict]:
     try:
         data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -394,20 +519,51 @@ def _read_manifest(root: Path) -> dict[str, dict]:
 
 
 def _write_manifest(root: Path, manifest: dict[str, dict]) -> None:
-    tmp = root / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(root / "manifest.json")
+    text = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
+    write_atomically(root / "manifest.json", lambda handle: handle.write(text))
 
 
-def _part_is_intact(root: Path, entry: dict) -> bool:
-    if entry.get("version") != _GENERATOR_VERSION:
+def _part_is_intact(root: Path, part: str, entry: dict | None) -> bool:
+    """Every file of the part is a plain file (no symlink on the way) with its digest; the
+    images folder holds exactly the generated images (fastai's get_image_files takes them all)."""
+    if not isinstance(entry, dict) or entry.get("version") != _GENERATOR_VERSION:
         return False
     files = entry.get("files") or {}
-    for rel, digest in files.items():
-        path = root / rel
-        if not path.is_file() or _sha256(path) != digest:
+    if not files or not all(_is_plain_file(root, Path(rel)) for rel in files):
+        return False
+    if part == "pets":
+        try:
+            present = {str(_IMAGES_DIR / name) for name in os.listdir(root / _IMAGES_DIR)}
+        except OSError:
             return False
-    return bool(files)
+        if present != {str(Path(rel)) for rel in files}:
+            return False
+    return all(_sha256(root / rel) == digest for rel, digest in files.items())
+
+
+def _is_plain_file(root: Path, rel: Path) -> bool:
+    """``root / rel`` is a regular file, reached through real folders only (no symlinks)."""
+    path = root
+    try:
+        for part in rel.parts[:-1]:
+            path = path / part
+            if not stat.S_ISDIR(path.lstat().st_mode):
+                return False
+        return stat.S_ISREG((path / rel.parts[-1]).lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _real_folder(root: Path, rel: Path) -> Path:
+    """Create ``root / rel`` as real folders: a symlink on the way (a planted one) is removed,
+    never followed, and a real folder made in its place."""
+    path = root
+    for part in rel.parts:
+        path = path / part
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+        path.mkdir(exist_ok=True)
+    return path
 
 
 def _sha256(path: Path) -> str:
@@ -437,33 +593,44 @@ def _generate_weights(root: Path, name: str) -> dict[str, str]:
     from torchvision import models
 
     file_name = _weights_file_name(name)
-    target = root / "torch" / "hub" / "checkpoints" / file_name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _real_folder(root, _WEIGHTS_DIR) / file_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(zlib.crc32(file_name.encode()))
         state = models.get_model(name, weights=None).state_dict()
-    tmp = target.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(target)
+    write_atomically(target, lambda handle: torch.save(state, handle))
     return {str(target.relative_to(root)): _sha256(target)}
 
 
 def _generate_pets(root: Path) -> dict[str, str]:
-    """Write the synthetic Pets sample: breed-dependent colours and stripes, seeded per image."""
+    """Write the synthetic Pets sample: breed-dependent colours and stripes, seeded per image.
+
+    The images folder is emptied first: fastai's ``get_image_files`` would pick up any stale
+    image left there (of an older generator, or one a user dropped in).
+    """
     import numpy as np
     from PIL import Image
 
-    images = root / "fastai" / "data" / "oxford-iiit-pet" / "images"
-    images.mkdir(parents=True, exist_ok=True)
+    images = _real_folder(root, _IMAGES_DIR)
+    _empty_folder(images)
     files: dict[str, str] = {}
     for breed_index, breed in enumerate(PETS_BREEDS):
         for number in range(1, _IMAGES_PER_BREED + 1):
             rng = np.random.default_rng(breed_index * 1000 + number)
-            pixels = _breed_picture(breed_index, rng)
+            picture = Image.fromarray(_breed_picture(breed_index, rng))
             path = images / f"{breed}_{number}.jpg"
-            Image.fromarray(pixels).save(path, quality=90)
+            write_atomically(path, lambda handle, p=picture: p.save(handle, "JPEG", quality=90))
             files[str(path.relative_to(root))] = _sha256(path)
     return files
+
+
+def _empty_folder(folder: Path) -> None:
+    """Remove everything in ``folder``; symlinks are removed, never followed."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 def _breed_picture(breed_index: int, rng: np.random.Generator) -> np.ndarray:

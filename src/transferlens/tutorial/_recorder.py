@@ -21,7 +21,7 @@ __all__ = ["ScheduleRecording", "record_schedule"]
 
 @dataclass
 class ScheduleRecording:
-    """What :func:`record_schedule` saw before each training batch.
+    """What `record_schedule` saw before each training batch.
 
     Attributes:
         lrs: one list per batch: the learning rate of each parameter group.
@@ -78,16 +78,30 @@ def record_schedule(learn: Any) -> ScheduleRecording:
         learn: a fastai ``Learner``.
 
     Returns:
-        A :class:`ScheduleRecording` that fills up while the learner trains.
+        A `ScheduleRecording` that fills up while the learner trains.
 
     Raises:
         LensError: ``learn`` is not a fastai ``Learner``.
 
     Examples:
-        >>> with record_schedule(learn) as seen:  # doctest: +SKIP
-        ...     learn.fit_one_cycle(1, lr_max=slice(1e-5, 1e-3))
-        >>> plan = one_cycle(len(seen), slice(1e-5, 1e-3), n_groups=3)  # doctest: +SKIP
-        >>> torch.allclose(seen.lr, plan.lr)  # doctest: +SKIP
+        A two-group learner on 16 random points, 4 batches of 4, one cycle:
+
+        >>> from fastai.data.core import DataLoaders
+        >>> from fastai.learner import Learner
+        >>> from torch import nn
+        >>> from torch.utils.data import TensorDataset
+        >>> import transferlens
+        >>> data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
+        >>> dls = DataLoaders.from_dsets(data, data, bs=4, device="cpu")
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> learn = Learner(dls, model, loss_func=nn.MSELoss(),
+        ...                 splitter=lambda m: [list(m[0].parameters()), list(m[1].parameters())])
+        >>> with record_schedule(learn) as seen, learn.no_bar(), learn.no_logging():
+        ...     learn.fit_one_cycle(1, lr_max=slice(1e-4, 1e-3))
+        >>> len(seen), len(seen.lrs[0])
+        (4, 2)
+        >>> plan = transferlens.one_cycle(4, slice(1e-4, 1e-3), n_groups=2)
+        >>> torch.allclose(seen.lr, plan.lr.double())
         True
     """
     from fastai.callback.core import Callback
