@@ -215,3 +215,79 @@ def test_out_of_range_message_names_the_valid_range() -> None:
     model, groups = _tiny()
     with pytest.raises(LensError, match="between -2 and 1"):
         freeze_to(model, groups, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizer's state is cleared at every freeze_to, as Learner.freeze_to clears fastai's
+
+
+def _train_one_step(learn_or_model: nn.Module, optimizer: object) -> None:
+    learn_or_model(torch.randn(4, 3, 16, 16)).sum().backward()
+    optimizer.step()  # type: ignore[attr-defined]
+    optimizer.zero_grad()  # type: ignore[attr-defined]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("change", ["freeze", "unfreeze", "freeze_to_1"])
+def test_freeze_clears_optimizer_state_as_fastai_does(change: str) -> None:
+    """fastai's Learner.freeze_to ends with opt.clear_state(): moments and steps are gone."""
+    torch.manual_seed(0)
+    dls = DataLoaders.from_dsets([(torch.zeros(3, 16, 16), 0)], [(torch.zeros(3, 16, 16), 0)])
+    learn = fastai_learner.vision_learner(
+        dls, torchvision.models.resnet18, pretrained=False, n_out=3,
+        loss_func=nn.CrossEntropyLoss(),
+    )
+    learn.create_opt()
+    learn.unfreeze()
+    _train_one_step(learn.model, learn.opt)
+    head_weight = learn.model[1][-1].weight
+    assert learn.opt.state[head_weight]["step"] == 1  # fastai has state before...
+    fastai_call = {"freeze": learn.freeze, "unfreeze": learn.unfreeze,
+                   "freeze_to_1": lambda: learn.freeze_to(1)}[change]
+    fastai_call()
+    kept = {key for p in learn.model.parameters() for key in learn.opt.state[p]}
+    assert kept <= {"do_wd", "force_train"}  # ...and only its flags after
+
+    model = learn.model
+    groups = param_groups(model, torchvision.models.resnet18)
+    unfreeze(model, groups)
+    optimizer = torch.optim.Adam(model.parameters())
+    _train_one_step(model, optimizer)
+    assert optimizer.state[head_weight]["step"] == 1
+    ours = {"freeze": lambda: freeze(model, groups, optimizer=optimizer),
+            "unfreeze": lambda: unfreeze(model, groups, optimizer=optimizer),
+            "freeze_to_1": lambda: freeze_to(model, groups, 1, optimizer=optimizer)}[change]
+    ours()
+    assert len(optimizer.state) == 0
+    _train_one_step(model, optimizer)
+    assert optimizer.state[head_weight]["step"] == 1  # restarts, as fastai's step_stat does
+
+
+def test_freeze_without_optimizer_keeps_its_state() -> None:
+    model, groups = _tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 2)).sum().backward()
+    optimizer.step()
+    assert len(optimizer.state) == 6
+    freeze(model, groups)
+    assert len(optimizer.state) == 6
+
+
+def test_freeze_clears_a_fastai_optimizer_with_its_clear_state() -> None:
+    model, groups = _tiny()
+    from fastai.optimizer import Adam as FastaiAdam
+
+    optimizer = FastaiAdam([list(g) for g in groups], lr=1e-3)
+    model(torch.randn(4, 2)).sum().backward()
+    optimizer.step()
+    assert optimizer.state[model[2].weight]["step"] == 1
+    unfreeze(model, groups, optimizer=optimizer)
+    assert "step" not in optimizer.state[model[2].weight]
+
+
+def test_freeze_refuses_what_is_not_an_optimizer() -> None:
+    model, groups = _tiny()
+    flags_before = flags(model)
+    with pytest.raises(LensError, match="`optimizer`"):
+        freeze(model, groups, optimizer=[p for g in groups for p in g])
+    assert flags(model) == flags_before  # refused before changing anything

@@ -490,3 +490,97 @@ def test_record_schedule_sees_every_training_batch_and_can_be_removed() -> None:
 def test_record_schedule_refuses_what_is_not_a_learner() -> None:
     with pytest.raises(LensError, match="`learn`"):
         record_schedule(nn.Linear(2, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: the scheduler's state round-trips through torch.save / torch.load(weights_only)
+
+
+def _checkpoint(objects: dict[str, Any]) -> dict[str, Any]:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(objects, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)  # PyTorch's default since 2.6, said explicitly
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS)
+def test_scheduler_checkpoint_resumes_the_same_schedule(make_optimizer: Any) -> None:
+    n_groups, n_steps, stop_after = 2, 10, 4
+    plan = one_cycle(n_steps, slice(1e-4, 1e-2), n_groups=n_groups, steps_per_epoch=5)
+
+    optimizer = make_optimizer(_groups(n_groups))
+    uninterrupted = _train_and_record(optimizer, plan.scheduler(optimizer), n_steps)
+
+    optimizer = make_optimizer(_groups(n_groups))
+    scheduler = plan.scheduler(optimizer)
+    first = _train_and_record(optimizer, scheduler, stop_after)
+    saved = _checkpoint({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+
+    # A fresh process would rebuild the optimizer and a scheduler from any plan of the right
+    # shape; the checkpoint's plan and position replace it.
+    resumed_optimizer = make_optimizer(_groups(n_groups))
+    resumed = OneCycleScheduler(resumed_optimizer, one_cycle(3, 1e-3, n_groups=n_groups))
+    resumed_optimizer.load_state_dict(saved["optimizer"])
+    resumed.load_state_dict(saved["scheduler"])
+    assert isinstance(resumed.plan, OneCycle)
+    assert torch.equal(resumed.plan.lr, plan.lr) and torch.equal(resumed.plan.mom, plan.mom)
+    assert resumed.plan.lr_max == plan.lr_max and resumed.plan.steps_per_epoch == 5
+    second = _train_and_record(resumed_optimizer, resumed, n_steps - stop_after)
+    assert first[0] + second[0] == uninterrupted[0] == plan.lr.tolist()
+    assert first[1] + second[1] == uninterrupted[1] == plan.mom.tolist()
+    with pytest.raises(LensError, match=r"`n_steps`"):
+        resumed.step()
+
+
+def test_scheduler_state_dict_holds_no_transferlens_objects() -> None:
+    optimizer = torch.optim.Adam(_groups(1))
+    state = one_cycle(4, 1e-3).scheduler(optimizer).state_dict()
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return all(plain(v) for v in value)
+        return isinstance(value, torch.Tensor | int | float | bool | str | type(None))
+
+    assert plain(state)
+
+
+def test_scheduler_load_state_dict_refuses_a_foreign_state() -> None:
+    optimizer = torch.optim.Adam(_groups(1))
+    scheduler = one_cycle(4, 1e-3).scheduler(optimizer)
+    _assert_refused(lambda: scheduler.load_state_dict({"last_epoch": 2}), "state_dict")
+    other = one_cycle(4, 1e-3, n_groups=2).scheduler(torch.optim.Adam(_groups(2)))
+    _assert_refused(lambda: scheduler.load_state_dict(other.state_dict()), "optimizer")
+
+
+# ---------------------------------------------------------------------------------------------
+# A natural mistake: a whole FineTunePlan where one cycle is expected
+
+
+def test_scheduler_refuses_a_fine_tune_plan_and_says_what_to_pass() -> None:
+    optimizer = torch.optim.Adam(_groups(3))
+    plan = fine_tune_plan(1, 4)
+    with pytest.raises(LensError) as info:
+        OneCycleScheduler(optimizer, plan)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "`plan`" in message and "plan.phases[i].schedule" in message
+    assert "transferlens.fine_tune" in message
+    OneCycleScheduler(optimizer, plan.phases[0].schedule)  # what the message says works
+
+
+def test_scheduler_refuses_what_is_not_a_plan() -> None:
+    optimizer = torch.optim.Adam(_groups(1))
+    _assert_refused(lambda: OneCycleScheduler(optimizer, [1e-3, 1e-3]), "plan")  # type: ignore[arg-type]
+
+
+def test_scheduler_refuses_group_indices_that_do_not_fit_the_plan() -> None:
+    params = _groups(3)
+    groups = [{**group, "group_index": i} for i, group in enumerate(params)]
+    optimizer = torch.optim.Adam(groups)
+    two_groups = one_cycle(4, 1e-3, n_groups=2)
+    _assert_refused(lambda: OneCycleScheduler(optimizer, two_groups), "optimizer")
+    mixed = torch.optim.Adam([{**params[0], "group_index": 0}, params[1]])
+    _assert_refused(lambda: OneCycleScheduler(mixed, one_cycle(4, 1e-3, n_groups=2)), "optimizer")

@@ -4,12 +4,17 @@ fastai freezes by group: ``learn.freeze_to(n)`` stops gradients for every parame
 before ``n`` and turns them on for the rest. With ``train_bn=True`` (fastai's default) the
 parameters of normalization layers keep training even in frozen groups; nothing else does, not even
 the biases of convolutions and linear layers.
+
+``Learner.freeze_to`` (``fastai/learner.py``) also ends with ``self.opt.clear_state()``: every
+``freeze()`` and ``unfreeze()`` throws away the optimizer's moment estimates and step counts, so
+each phase of ``fine_tune`` starts Adam afresh. Pass ``optimizer=`` to do the same here.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,11 +79,42 @@ def _check_groups(model: nn.Module, groups: Sequence[Sequence[torch.Tensor]]) ->
             )
 
 
+def _clear_optimizer_state(optimizer: Any) -> None:
+    """Forget an optimizer's state (moments, step counts), as ``Learner.freeze_to`` does.
+
+    fastai's ``Optimizer.clear_state`` (``fastai/optimizer.py``) keeps only the per-parameter
+    flags ``force_train`` and ``do_wd``, which a ``torch.optim`` optimizer keeps elsewhere
+    (``requires_grad``, a param group's ``weight_decay``); so for a ``torch.optim.Optimizer``
+    this is ``optimizer.state.clear()``: the next ``step()`` starts each parameter's state
+    from scratch (zero moments, step 1), as fastai's does. A fastai optimizer (anything with a
+    ``clear_state()`` method) clears itself.
+    """
+    _check_optimizer(optimizer)
+    clear_state = getattr(optimizer, "clear_state", None)
+    if callable(clear_state):
+        clear_state()
+    else:
+        optimizer.state.clear()
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not callable(getattr(optimizer, "clear_state", None)) and not isinstance(
+        optimizer, torch.optim.Optimizer
+    ):
+        raise LensError(
+            f"`optimizer` must be a torch.optim.Optimizer (or a fastai optimizer), got "
+            f"{type(optimizer).__name__}. Pass the optimizer that trains these groups, or leave "
+            "`optimizer` out."
+        )
+
+
 def freeze_to(
     model: nn.Module,
     groups: Sequence[Sequence[torch.Tensor]],
     n: int,
     train_bn: bool = True,
+    *,
+    optimizer: Any = None,
 ) -> int:
     """Freeze the parameter groups before ``n`` and unfreeze the others, as fastai does.
 
@@ -89,18 +125,26 @@ def freeze_to(
     layers are frozen like their weights. A negative ``n`` counts from the end, as in Python and
     fastai. Parameters in no group are left as they are.
 
+    ``Learner.freeze_to`` then calls ``self.opt.clear_state()``: fastai's optimizer forgets its
+    moment estimates and step counts at every freeze and unfreeze, so the unfrozen phase of
+    ``fine_tune`` does not inherit the head's Adam moments from the frozen one. Pass the
+    optimizer as ``optimizer`` to clear it the same way (``optimizer.state.clear()``); without
+    it, the optimizer is left as it is.
+
     Args:
         model: The model the groups come from; it tells which parameters are normalization ones.
         groups: Parameter groups, in order, e.g. ``param_groups(model, arch)``.
         n: The first group that trains, between ``-len(groups)`` and ``len(groups) - 1``.
         train_bn: Keep normalization layers training in frozen groups (fastai's default).
+        optimizer: The optimizer training these groups; its state is cleared, as fastai clears
+            its own. ``None`` leaves optimizers alone.
 
     Returns:
         The number of frozen groups (fastai's ``Optimizer.frozen_idx``).
 
     Raises:
-        LensError: ``n`` is out of range, or ``groups`` is not a list of parameter lists from
-            ``model``.
+        LensError: ``n`` is out of range, ``groups`` is not a list of parameter lists from
+            ``model``, or ``optimizer`` is not an optimizer.
 
     Examples:
         >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
@@ -109,8 +153,20 @@ def freeze_to(
         1
         >>> [p.requires_grad for p in model.parameters()]
         [False, False, True, True, True, True]
+
+        With the optimizer, its moments and step counts are cleared, as fastai clears them:
+
+        >>> optimizer = torch.optim.Adam(model[2].parameters())
+        >>> model[2](torch.ones(1, 4)).sum().backward()
+        >>> optimizer.step()
+        >>> len(optimizer.state), freeze_to(model, groups, 0, optimizer=optimizer)
+        (2, 0)
+        >>> len(optimizer.state)
+        0
     """
     _check_groups(model, groups)
+    if optimizer is not None:
+        _check_optimizer(optimizer)
     count = len(groups)
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or not -count <= n < count:
         raise LensError(
@@ -128,20 +184,29 @@ def freeze_to(
     for group in groups[:frozen_idx]:
         for parameter in group:
             parameter.requires_grad_(id(parameter) in keep_training)
+    if optimizer is not None:
+        _clear_optimizer_state(optimizer)
     return frozen_idx
 
 
 def freeze(
-    model: nn.Module, groups: Sequence[Sequence[torch.Tensor]], train_bn: bool = True
+    model: nn.Module,
+    groups: Sequence[Sequence[torch.Tensor]],
+    train_bn: bool = True,
+    *,
+    optimizer: Any = None,
 ) -> int:
     """Freeze every group but the last: train only the head (and norm layers, with ``train_bn``).
 
-    Mirrors `fastai.learner.Learner.freeze`, which is ``freeze_to(-1)``.
+    Mirrors `fastai.learner.Learner.freeze`, which is ``freeze_to(-1)``; like it, clears the
+    state of ``optimizer`` when one is given (see `freeze_to`).
 
     Args:
         model: The model the groups come from.
         groups: Parameter groups, in order, e.g. ``param_groups(model, arch)``.
         train_bn: Keep normalization layers training in frozen groups (fastai's default).
+        optimizer: The optimizer training these groups; its state is cleared, as fastai clears
+            its own at every freeze.
 
     Returns:
         The number of frozen groups, ``len(groups) - 1``.
@@ -153,17 +218,23 @@ def freeze(
         >>> model[0].weight.requires_grad, model[1].weight.requires_grad
         (False, True)
     """
-    return freeze_to(model, groups, -1, train_bn=train_bn)
+    return freeze_to(model, groups, -1, train_bn=train_bn, optimizer=optimizer)
 
 
-def unfreeze(model: nn.Module, groups: Sequence[Sequence[torch.Tensor]]) -> int:
+def unfreeze(
+    model: nn.Module, groups: Sequence[Sequence[torch.Tensor]], *, optimizer: Any = None
+) -> int:
     """Make every parameter of every group trainable.
 
-    Mirrors `fastai.learner.Learner.unfreeze`, which is ``freeze_to(0)``.
+    Mirrors `fastai.learner.Learner.unfreeze`, which is ``freeze_to(0)``; like it, clears the
+    state of ``optimizer`` when one is given (see `freeze_to`): the unfrozen phase of
+    ``fine_tune`` starts Adam afresh.
 
     Args:
         model: The model the groups come from.
         groups: Parameter groups, in order, e.g. ``param_groups(model, arch)``.
+        optimizer: The optimizer training these groups; its state is cleared, as fastai clears
+            its own at every unfreeze.
 
     Returns:
         0, the number of frozen groups.
@@ -176,4 +247,4 @@ def unfreeze(model: nn.Module, groups: Sequence[Sequence[torch.Tensor]]) -> int:
         >>> all(p.requires_grad for p in model.parameters())
         True
     """
-    return freeze_to(model, groups, 0)
+    return freeze_to(model, groups, 0, optimizer=optimizer)

@@ -22,7 +22,6 @@ float32 (``combine_scheds``).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from transferlens._checks import check_positive_float, check_positive_int, is_number
 from transferlens._errors import LensError
 
 __all__ = [
@@ -53,29 +53,8 @@ _DEFAULT_MOMS: tuple[float, float, float] = (0.95, 0.85, 0.95)
 # Argument checks: each names the argument, what was expected, and what to do.
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
-    smallest = 0 if allow_zero else 1
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < smallest:
-        wanted = "a non-negative integer" if allow_zero else "a positive integer"
-        raise LensError(f"`{name}` must be {wanted}, got {value!r}. Pass e.g. `{name}=1`.")
-    return int(value)
-
-
-def _check_positive_float(value: object, name: str) -> float:
-    if not _is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
-        raise LensError(
-            f"`{name}` must be a positive finite number, got {value!r}. "
-            f"Pass a number greater than 0."
-        )
-    return float(value)  # type: ignore[arg-type]
-
-
 def _check_rate(value: object, where: str, name: str) -> float:
-    if not _is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
+    if not is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
         raise LensError(
             f"`{name}` must hold positive finite learning rates, but {where} is {value!r}. "
             f"Use a rate greater than 0, e.g. 1e-3."
@@ -123,10 +102,10 @@ def discriminative_lrs(lr: LearningRates, n_groups: int) -> list[float]:
 
 def _per_group_lrs(lr: LearningRates, n_groups: int, name: str) -> list[float]:
     """:func:`discriminative_lrs`, with ``name`` (the caller's argument) in the messages."""
-    n_groups = _check_positive_int(n_groups, "n_groups")
+    n_groups = check_positive_int(n_groups, "n_groups")
     if isinstance(lr, slice):
         return _slice_lrs(lr, n_groups, name)
-    if _is_number(lr):
+    if is_number(lr):
         return [_check_rate(lr, "it", name)] * n_groups
     if isinstance(lr, Sequence) and not isinstance(lr, str):
         rates = [_check_rate(rate, f"`{name}[{i}]`", name) for i, rate in enumerate(lr)]
@@ -303,19 +282,19 @@ def one_cycle(
         >>> round(plan.lr[0, 0].item() * 25, 12), plan.mom[0].item()
         (0.001, 0.95)
     """
-    n_steps = _check_positive_int(n_steps, "n_steps")
-    if not _is_number(pct_start) or not 0 < float(pct_start) <= 1:
+    n_steps = check_positive_int(n_steps, "n_steps")
+    if not is_number(pct_start) or not 0 < float(pct_start) <= 1:
         raise LensError(
             f"`pct_start` must be a number in (0, 1], the fraction of steps spent warming up; "
             f"got {pct_start!r}. fastai's default is 0.25."
         )
     pct_start = float(pct_start)
-    div = _check_positive_float(div, "div")
-    div_final = _check_positive_float(div_final, "div_final")
+    div = check_positive_float(div, "div")
+    div_final = check_positive_float(div_final, "div_final")
     moms_checked = _check_moms(moms)
     if steps_per_epoch is None:
         steps_per_epoch = n_steps
-    steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
     if n_steps % steps_per_epoch:
         raise LensError(
             f"`steps_per_epoch` ({steps_per_epoch}) must divide `n_steps` ({n_steps}): the cycle "
@@ -349,7 +328,7 @@ def _check_moms(moms: object) -> tuple[float, float, float]:
     if (
         not isinstance(moms, Sequence)
         or len(moms) != 3
-        or not all(_is_number(m) and math.isfinite(float(m)) for m in moms)
+        or not all(is_number(m) and math.isfinite(float(m)) for m in moms)
     ):
         raise LensError(
             f"`moms` must be three numbers (start, at the peak lr, end), got {moms!r}. "
@@ -418,14 +397,25 @@ class OneCycleScheduler(LRScheduler):
     ``betas[0]`` when the group has ``betas`` (Adam, AdamW, ...), else to ``momentum`` (SGD,
     RMSprop, ...); this is fastai's ``mom`` hyper-parameter.
 
+    When the optimizer's param groups carry a ``"group_index"`` (`optimizer_param_groups` adds
+    it: a fastai group may be split into a part with weight decay and a part without), every
+    param group gets the learning rate of the fastai group it belongs to.
+
+    ``state_dict()`` holds only tensors and plain values, so a checkpoint with the scheduler
+    loads with ``torch.load(..., weights_only=True)``; ``load_state_dict`` resumes the schedule
+    where it stopped.
+
     Args:
-        optimizer: The optimizer; it must have ``plan.n_groups`` parameter groups.
-        plan: The schedule, from :func:`one_cycle` (or a phase of :func:`fine_tune_plan`).
+        optimizer: The optimizer; it must have ``plan.n_groups`` parameter groups, or param
+            groups whose ``group_index`` values are ``0 .. plan.n_groups - 1``.
+        plan: The schedule, from `one_cycle` (or a phase of `fine_tune_plan`:
+            ``plan.phases[i].schedule``).
         momentum: Also set the momentum. Pass ``False`` for an optimizer without one.
 
     Raises:
-        LensError: The optimizer's group count differs from the plan's, or ``momentum`` is
-            ``True`` and a group has neither ``betas`` nor ``momentum``.
+        LensError: ``plan`` is not a `OneCycle` (a whole `FineTunePlan`, say), the optimizer's
+            groups do not fit the plan's, or ``momentum`` is ``True`` and a group has neither
+            ``betas`` nor ``momentum``.
 
     Examples:
         >>> model = torch.nn.Linear(2, 1)
@@ -442,12 +432,18 @@ class OneCycleScheduler(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, plan: OneCycle, *, momentum: bool = True) -> None:
-        if len(optimizer.param_groups) != plan.n_groups:
+        if isinstance(plan, FineTunePlan):
             raise LensError(
-                f"`optimizer` has {len(optimizer.param_groups)} parameter groups but the plan "
-                f"has {plan.n_groups}. Build the plan with "
-                f"`n_groups={len(optimizer.param_groups)}`."
+                "`plan` is a FineTunePlan (both phases of fine_tune); a scheduler plays one "
+                "cycle. Pass one phase's schedule, `plan.phases[i].schedule`, with a new "
+                "scheduler per phase, or let `transferlens.fine_tune` run both phases."
             )
+        if not isinstance(plan, OneCycle):
+            raise LensError(
+                f"`plan` must be a OneCycle, as `one_cycle(...)` returns, got "
+                f"{type(plan).__name__}."
+            )
+        self._group_rows = _plan_columns(optimizer, plan.n_groups)
         if momentum:
             for index, group in enumerate(optimizer.param_groups):
                 if "betas" not in group and "momentum" not in group:
@@ -465,7 +461,42 @@ class OneCycleScheduler(LRScheduler):
         row = self._row()
         if row is None:
             return [group["lr"] for group in self.optimizer.param_groups]
-        return [float(rate) for rate in self.plan.lr[row].tolist()]
+        rates = self.plan.lr[row].tolist()
+        return [float(rates[column]) for column in self._group_rows]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the scheduler's state, plan included, as tensors and plain Python values.
+
+        The plan is stored as a dict of tensors and numbers, not as a `OneCycle` object, so a
+        checkpoint holding it loads with ``torch.load(path, weights_only=True)`` (PyTorch's
+        default since 2.6), which refuses arbitrary classes.
+
+        Returns:
+            The state; `load_state_dict` restores it.
+        """
+        state = {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+        state["plan"] = _plan_to_dict(self.plan)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state from `state_dict`, plan included: training resumes where it stopped.
+
+        Args:
+            state_dict: What `state_dict` returned (possibly through ``torch.save`` /
+                ``torch.load(weights_only=True)``).
+
+        Raises:
+            LensError: ``state_dict`` does not come from a `OneCycleScheduler`, or its plan does
+                not fit this scheduler's optimizer.
+        """
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("plan"), dict):
+            raise LensError(
+                "`state_dict` must be what OneCycleScheduler.state_dict() returned (a dict with "
+                "a `plan` entry)."
+            )
+        plan = _plan_from_dict(state_dict["plan"])
+        group_rows = _plan_columns(self.optimizer, plan.n_groups)
+        self.__dict__.update({**state_dict, "plan": plan, "_group_rows": group_rows})
 
     def step(self, epoch: int | None = None) -> None:
         """Set the values for the next batch; call once after every ``optimizer.step()``.
@@ -499,6 +530,73 @@ class OneCycleScheduler(LRScheduler):
             f"{self.plan.n_steps} steps (`n_steps`). Call it once per batch, or build a plan "
             f"with more steps."
         )
+
+
+def _plan_columns(optimizer: Optimizer, n_groups: int) -> list[int]:
+    """For each optimizer param group, the plan column (fastai group) that sets its rate.
+
+    Param groups carrying ``"group_index"`` (from `optimizer_param_groups`, which may split a
+    fastai group in two) use it; otherwise param group ``i`` is fastai group ``i``.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise LensError(
+            f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}."
+        )
+    param_groups = optimizer.param_groups
+    indices = [group.get("group_index") for group in param_groups]
+    if all(index is None for index in indices):
+        if len(param_groups) != n_groups:
+            raise LensError(
+                f"`optimizer` has {len(param_groups)} parameter groups but the plan has "
+                f"{n_groups}. Build the plan with `n_groups={len(param_groups)}`."
+            )
+        return list(range(n_groups))
+    if any(not isinstance(index, int) or isinstance(index, bool) for index in indices):
+        raise LensError(
+            "`optimizer` has param groups with and without an integer `group_index`; give "
+            "every group one (optimizer_param_groups does) or none."
+        )
+    found = sorted(set(indices))  # type: ignore[type-var]
+    if found != list(range(n_groups)):
+        raise LensError(
+            f"`optimizer`'s param groups belong to fastai groups {found} (their `group_index`), "
+            f"but the plan has {n_groups} groups. Build the plan with "
+            f"`n_groups={len(found)}`, the number of groups the optimizer was built from."
+        )
+    return [int(index) for index in indices]  # type: ignore[arg-type]
+
+
+def _plan_to_dict(plan: OneCycle) -> dict[str, Any]:
+    return {
+        "lr": plan.lr.clone(),
+        "mom": plan.mom.clone(),
+        "lr_max": list(plan.lr_max),
+        "div": plan.div,
+        "div_final": plan.div_final,
+        "pct_start": plan.pct_start,
+        "moms": list(plan.moms),
+        "steps_per_epoch": plan.steps_per_epoch,
+    }
+
+
+def _plan_from_dict(saved: dict[str, Any]) -> OneCycle:
+    try:
+        moms = saved["moms"]
+        return OneCycle(
+            lr=saved["lr"],
+            mom=saved["mom"],
+            lr_max=tuple(float(rate) for rate in saved["lr_max"]),
+            div=float(saved["div"]),
+            div_final=float(saved["div_final"]),
+            pct_start=float(saved["pct_start"]),
+            moms=(float(moms[0]), float(moms[1]), float(moms[2])),
+            steps_per_epoch=int(saved["steps_per_epoch"]),
+        )
+    except (KeyError, TypeError, IndexError, ValueError) as error:
+        raise LensError(
+            f"`state_dict`'s plan is incomplete ({error!r}); pass what "
+            "OneCycleScheduler.state_dict() returned."
+        ) from error
 
 
 def _set_momentum(group: dict[str, Any], value: float) -> None:
@@ -632,12 +730,12 @@ def fine_tune_plan(
         >>> frozen.schedule.lr_max, unfrozen.schedule.lr_max
         ((0.0002, 0.002), (1e-05, 0.001))
     """
-    epochs = _check_positive_int(epochs, "epochs")
-    steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch")
-    freeze_epochs = _check_positive_int(freeze_epochs, "freeze_epochs", allow_zero=True)
-    n_groups = _check_positive_int(n_groups, "n_groups")
-    base_lr = _check_positive_float(base_lr, "base_lr")
-    lr_mult = _check_positive_float(lr_mult, "lr_mult")
+    epochs = check_positive_int(epochs, "epochs")
+    steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
+    freeze_epochs = check_positive_int(freeze_epochs, "freeze_epochs", allow_zero=True)
+    n_groups = check_positive_int(n_groups, "n_groups")
+    base_lr = check_positive_float(base_lr, "base_lr")
+    lr_mult = check_positive_float(lr_mult, "lr_mult")
     if lr_mult < 1:
         raise LensError(
             f"`lr_mult` must be at least 1 (the last group's rate over the first's), got "
