@@ -180,3 +180,52 @@ def test_core_modules_import_nothing_posix_only_at_module_level() -> None:
                 assert name.split(".")[0] not in ("fcntl", "msvcrt", "fastai", "torchvision"), (
                     f"{path.name} imports {name} at module level"
                 )
+
+
+def _workflow_steps() -> list[tuple[str, str, dict]]:
+    """(workflow file, job, step) for every step of every workflow."""
+    steps = []
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for job_name, job in yaml.safe_load(workflow.read_text())["jobs"].items():
+            steps += [(workflow.name, job_name, step) for step in job.get("steps", [])]
+    return steps
+
+
+def test_every_action_is_pinned_to_a_full_commit_with_its_version() -> None:
+    uses = re.findall(
+        r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$",
+        "".join(w.read_text() for w in (ROOT / ".github" / "workflows").glob("*.yml")),
+        re.M,
+    )
+    assert len(uses) >= 6 and len(uses) == sum("uses" in s for *_, s in _workflow_steps())
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), (
+            f"{action}: pin to the release's full 40-hex commit (see shared/github-actions.md)"
+        )
+        assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", comment), f"{action}: add '# vX.Y.Z'"
+
+
+def test_workflows_keep_credentials_and_permissions_minimal() -> None:
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        config = yaml.safe_load(workflow.read_text())
+        assert config["permissions"] == {}, f"{workflow.name}: no default permissions"
+        for name, job in config["jobs"].items():
+            assert job.get("permissions"), f"{workflow.name}: job {name} states its permissions"
+            writes = {scope for scope, level in job["permissions"].items() if level == "write"}
+            assert writes <= {"pages", "id-token"} and (not writes or name == "deploy")
+    steps = [step for *_, step in _workflow_steps()]
+    checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts and all(s["with"]["persist-credentials"] is False for s in checkouts)
+
+
+def test_dependabot_updates_actions_and_pip() -> None:
+    config = ROOT / ".github" / "dependabot.yml"
+    ecosystems = {u["package-ecosystem"] for u in yaml.safe_load(config.read_text())["updates"]}
+    assert ecosystems == {"github-actions", "pip"}
+    checker = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert checker, "check-jsonschema is a test dependency"
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.dependabot", str(config)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
