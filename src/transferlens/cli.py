@@ -2,15 +2,25 @@
 
 ::
 
-    transferlens inspect ARCH [--n-out N] [--freeze N] [--lr LR] [--format text|json]
+    transferlens inspect ARCH [--cut N|CHILD] [--n-out N] [--freeze N] [--lr LR]
+                              [--format text|json]
+    transferlens atlas [--format text|json|markdown] [--timm]
 
-builds ``torchvision.models.get_model(ARCH, weights=None)`` (random weights: nothing is downloaded,
-no data is needed) and shows, step by step, what ``fastai.vision.learner.vision_learner`` does to
-it: where it cuts the body, the head it adds, the parameter groups it trains with, which of them
-``freeze_to`` freezes, the learning rate of each, and the resulting trainable report.
+``inspect`` builds ``torchvision.models.get_model(ARCH, weights=None)`` for its structure only
+(on PyTorch's meta device where it can: nothing is downloaded, no numbers are computed, so a
+600-million-parameter model answers as fast as resnet18) and shows, step by step, what
+``fastai.vision.learner.vision_learner`` does to it: where it cuts the body, the head it adds,
+the parameter groups it trains with, which of them ``freeze_to`` freezes, the learning rate of
+each, and the resulting trainable report. Where fastai itself fails (``vit_b_16``: no child with
+a pooling layer, a bare ``StopIteration``), it says so in words, with a ``--cut`` that works.
 
-Exit status: 0 on success, 1 when torchvision is not installed (the message gives the install
-command), 2 for a bad argument (an unknown architecture gets close names suggested).
+``atlas`` does the same for every classification builder in torchvision (and, with ``--timm``,
+a list of popular timm models): one row each.
+
+Exit status: 0 on success, 1 when torchvision (or, for ``--timm``, timm) is not installed (the
+message gives the install command), 2 for a bad argument (an unknown architecture gets close
+names suggested), 3 when fastai cannot build ARCH as asked (the message says why and what to
+pass instead).
 """
 
 from __future__ import annotations
@@ -19,23 +29,26 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import LensError
 
 if TYPE_CHECKING:  # the command imports torch and torchvision only when it runs
-    from torch import nn
-
-    from ._report import TrainableReport
+    from ._inspect import Inspection, Refusal
 
 __all__ = ["main", "parse_lr"]
 
 INSTALL_HINT = (
     "The transferlens command line needs torchvision, which is not installed.\n"
     "Install it with: pip install 'transferlens[cli]'"
+)
+TIMM_HINT = (
+    "transferlens atlas --timm needs timm, which is not installed.\n"
+    "Install it with: pip install timm"
 )
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
@@ -90,6 +103,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cut_argument(text: str) -> int | str:
+    from ._inspect import parse_cut
+
+    try:
+        return parse_cut(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transferlens",
@@ -100,11 +122,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="show the body, head, parameter groups, freezing and learning rates of ARCH",
         description=(
-            "Build torchvision's ARCH with random weights (nothing is downloaded) and show what "
-            "fastai's vision_learner makes of it."
+            "Build torchvision's ARCH for its structure only (on the meta device: nothing is "
+            "downloaded or computed) and show what fastai's vision_learner makes of it."
         ),
     )
     inspect.add_argument("arch", metavar="ARCH", help="a torchvision classification model name")
+    inspect.add_argument(
+        "--cut",
+        type=_cut_argument,
+        default=None,
+        metavar="N|CHILD",
+        help=(
+            "cut the body as fastai's create_vision_model(arch, n_out, cut=N) does: keep the "
+            "first N children (negative: all but the last -N), or the children before the one "
+            "called CHILD (default: fastai's own cut)"
+        ),
+    )
     inspect.add_argument(
         "--n-out", type=_positive_int, default=2, metavar="N", help="classes (default: 2)"
     )
@@ -125,82 +158,31 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
+    atlas = commands.add_parser(
+        "atlas",
+        help="one row per torchvision classification model: what vision_learner makes of it",
+        description=(
+            "For every classification builder in torchvision.models (and, with --timm, popular "
+            "timm models): whether fastai's vision_learner builds it (or why not), its cut, "
+            "parameter groups, head, what trains when frozen, normalization and weights."
+        ),
+    )
+    atlas.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default: text)",
+    )
+    atlas.add_argument(
+        "--timm",
+        action="store_true",
+        help="add the timm models of transferlens's documented list (timm must be installed)",
+    )
     return parser
 
 
-@dataclass(frozen=True)
-class _Inspection:
-    """Everything ``inspect`` found, before it is printed."""
-
-    arch: str
-    model_type: str
-    n_children: int
-    cut: int | None
-    body_children: int
-    cut_diff: list[dict[str, Any]]  # module_diff(model, body) entries
-    n_features: int
-    n_out: int
-    head: nn.Sequential
-    split_family: str
-    freeze: int
-    frozen_groups: int
-    lr: float | slice
-    lrs: list[float]
-    report: TrainableReport
-
-
-def _inspect(arch: str, n_out: int, freeze: int, lr: float | slice) -> _Inspection:
-    import torchvision.models
-    from torch import nn
-
-    from ._body import create_body, default_cut, num_features
-    from ._freeze import freeze_to
-    from ._groups import param_groups, resolve_arch, split_family
-    from ._head import create_head
-    from ._report import module_diff, trainable_report
-    from ._schedule import discriminative_lrs
-
-    name = resolve_arch(arch)
-    with warnings.catch_warnings():
-        # googlenet and inception_v3 warn about their weight initialization; no noise here.
-        warnings.simplefilter("ignore")
-        model = torchvision.models.get_model(name, weights=None)
-    cut = default_cut(name)
-    body = create_body(model, cut)
-    n_features = num_features(body)
-    head = create_head(n_features, n_out)
-    vision_model = nn.Sequential(body, head)
-    groups = param_groups(vision_model, name)
-    if not -len(groups) <= freeze < len(groups):
-        raise LensError(
-            f"`--freeze` must be between {-len(groups)} and {len(groups) - 1} ({name} has "
-            f"{len(groups)} parameter groups), got {freeze}. Use 0 to train everything, -1 to "
-            "freeze all groups but the head's."
-        )
-    frozen_groups = freeze_to(vision_model, groups, freeze)
-    lrs = discriminative_lrs(lr, len(groups))
-    diff = module_diff(model, body)
-    return _Inspection(
-        arch=name,
-        model_type=type(model).__name__,
-        n_children=len(list(model.children())),
-        cut=cut,
-        body_children=len(list(body.children())),
-        cut_diff=[asdict(entry) for entry in diff.entries],
-        n_features=n_features,
-        n_out=n_out,
-        head=head,
-        split_family=split_family(name),
-        freeze=freeze,
-        frozen_groups=frozen_groups,
-        lr=lr,
-        lrs=lrs,
-        report=trainable_report(vision_model, groups, lrs),
-    )
-
-
 def _format_lr(lr: float) -> str:
-    from ._report import _format_lr as format_lr
+    from ._tables import format_lr
 
     return format_lr(lr)
 
@@ -213,17 +195,19 @@ def _lr_text(lr: float | slice) -> str:
     return f"slice({_format_lr(lr.start)}, {_format_lr(lr.stop)})"
 
 
-def _cut_text(found: _Inspection) -> str:
+def _cut_text(found: Inspection) -> str:
     kept = f"{found.model_type}'s first {found.body_children} of {found.n_children} children"
-    if found.cut is None:
+    if found.cut_source == "pooling rule":
         return (
-            f"{kept} (cut=None: fastai has no meta for {found.arch},\n"
+            f"{kept} (cut={found.cut}: fastai has no meta for {found.arch},\n"
             "  so it cuts before the last child that contains a pooling layer)"
         )
-    return f"{kept} (cut={found.cut}, from fastai's model_meta)"
+    if found.cut_source == "model_meta":
+        return f"{kept} (cut={found.cut}, from fastai's model_meta)"
+    return f"{kept} (cut={found.cut}, from --cut)"
 
 
-def _freeze_text(found: _Inspection, n_groups: int) -> str:
+def _freeze_text(found: Inspection, n_groups: int) -> str:
     if found.frozen_groups == 0:
         return f"freeze_to({found.freeze}): no group frozen, all {n_groups} groups train"
     frozen = "group 0" if found.frozen_groups == 1 else f"groups 0-{found.frozen_groups - 1}"
@@ -232,11 +216,17 @@ def _freeze_text(found: _Inspection, n_groups: int) -> str:
     )
 
 
-def _print_text(found: _Inspection, out: TextIO) -> None:
+def _device_text(found: Inspection) -> str:
+    if found.device == "meta":
+        return "structure only, built on the meta device"
+    return f"built on the CPU with random weights: it {found.device_note}"
+
+
+def _print_text(found: Inspection, out: TextIO) -> None:
     n_groups = len(found.lrs)
     removed = [entry for entry in found.cut_diff if entry["kind"] == "removed"]
     lines = [
-        f"{found.arch}: what fastai's vision_learner builds from it (random weights, "
+        f"{found.arch}: what fastai's vision_learner builds from it ({_device_text(found)}, "
         f"n_out={found.n_out})",
         "",
         f"Body: {_cut_text(found)}",
@@ -249,7 +239,7 @@ def _print_text(found: _Inspection, out: TextIO) -> None:
         f"{found.n_features} features, concat pooling doubles them to {2 * found.n_features}",
         *("  " + line for line in repr(found.head).splitlines()),
         "",
-        f"Parameter groups: {n_groups} (fastai's {found.split_family} split)",
+        f"Parameter groups: {n_groups} (fastai's {found.splitter})",
         f"Freezing: {_freeze_text(found, n_groups)}",
         f"Learning rates: lr={_lr_text(found.lr)} gives "
         + ", ".join(_format_lr(rate) for rate in found.lrs),
@@ -259,16 +249,19 @@ def _print_text(found: _Inspection, out: TextIO) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def _to_dict(found: _Inspection) -> dict[str, Any]:
+def _to_dict(found: Inspection) -> dict[str, Any]:
     lr: Any = found.lr
     if isinstance(lr, slice):
         lr = {"start": lr.start, "stop": lr.stop}
     return {
         "arch": found.arch,
+        "status": "ok",
+        "device": found.device,
         "n_out": found.n_out,
         "body": {
             "model_type": found.model_type,
             "cut": found.cut,
+            "cut_source": found.cut_source,
             "children": found.n_children,
             "kept_children": found.body_children,
             "diff": found.cut_diff,
@@ -279,11 +272,54 @@ def _to_dict(found: _Inspection) -> dict[str, Any]:
             "layers": [repr(layer) for layer in found.head],
         },
         "split_family": found.split_family,
+        "splitter": found.splitter,
+        "groups": found.groups,
         "freeze": {"n": found.freeze, "frozen_groups": found.frozen_groups},
         "lr": lr,
         "lrs": found.lrs,
         "report": found.report.to_dict(),
     }
+
+
+def _refusal_dict(refusal: Refusal) -> dict[str, Any]:
+    return {"status": "refused", **asdict(refusal)}
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from ._inspect import InspectionRefused, inspect_architecture
+
+    try:
+        found = inspect_architecture(args.arch, args.n_out, args.cut, args.freeze, args.lr)
+    except InspectionRefused as refused:
+        if args.format == "json":
+            sys.stdout.write(json.dumps(_refusal_dict(refused.refusal), indent=2) + "\n")
+        message = f"transferlens inspect {args.arch}: refused: {refused}"
+        print(textwrap.fill(message, width=100, break_long_words=False), file=sys.stderr)
+        return 3
+    except LensError as error:
+        print(f"transferlens inspect {args.arch}: error: {error}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        sys.stdout.write(json.dumps(_to_dict(found), indent=2) + "\n")
+    else:
+        _print_text(found, sys.stdout)
+    return 0
+
+
+def _run_atlas(args: argparse.Namespace) -> int:
+    from ._atlas import atlas_rows, format_atlas
+
+    if args.timm:
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            print(TIMM_HINT, file=sys.stderr)
+            return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # builders' notes on their initialization
+        rows = atlas_rows(with_timm=args.timm)
+    sys.stdout.write(format_atlas(rows, args.format))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 1 without torchvision, 2 for a bad argument.
+        The exit status: 0 on success, 1 without torchvision (or timm for ``atlas --timm``),
+        2 for a bad argument, 3 when fastai cannot build the architecture as asked.
 
     Examples:
         >>> main(["inspect", "resnet18", "--format", "json"])  # doctest: +SKIP
@@ -310,17 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         return 1
-
-    try:
-        found = _inspect(args.arch, args.n_out, args.freeze, args.lr)
-    except LensError as error:
-        print(f"transferlens inspect {args.arch}: error: {error}", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        sys.stdout.write(json.dumps(_to_dict(found), indent=2) + "\n")
-    else:
-        _print_text(found, sys.stdout)
-    return 0
+    if args.command == "atlas":
+        return _run_atlas(args)
+    return _run_inspect(args)
 
 
 if __name__ == "__main__":  # pragma: no cover
