@@ -317,6 +317,113 @@ def test_bad_inputs_raise_lens_error(call: Callable[[], object], argument: str) 
     assert isinstance(caught.value, ValueError)
 
 
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("resnet18", {}), ("efficientnet_b0", {}), ("squeezenet1_1", {"concat_pool": False})],
+)
+def test_create_vision_model_takes_a_builder_as_fastai_does(
+    name: str, kwargs: dict[str, Any]
+) -> None:
+    # fastai's calling style: the builder, not a built model (no download: pretrained=False).
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        theirs = fastai_learner.create_vision_model(builder(name), 5, pretrained=False, **kwargs)
+        torch.manual_seed(0)
+        ours = create_vision_model(builder(name), 5, pretrained=False, **kwargs)
+        torch.manual_seed(0)
+        by_name = create_vision_model(name, 5, pretrained=False, **kwargs)
+    assert_same_structure(ours, theirs)
+    their_state = theirs.state_dict()
+    for model in (ours, by_name):
+        state = model.state_dict()
+        assert list(state) == list(their_state)
+        assert all(torch.equal(state[key], value) for key, value in their_state.items())
+
+
+def test_create_vision_model_calls_a_builder_with_fastais_arguments() -> None:
+    calls: list[dict[str, Any]] = []
+
+    def resnet18(**kwargs: Any) -> nn.Module:  # not torchvision's: fastai has no meta for it
+        calls.append(kwargs)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Linear(4, 2))
+
+    create_vision_model(resnet18, 2)
+    create_vision_model(resnet18, 2, pretrained=False)
+    create_vision_model(resnet18, 2, weights="IMAGENET1K_V1")
+    assert calls == [{"pretrained": True}, {"pretrained": False}, {"weights": "IMAGENET1K_V1"}]
+
+
+@pytest.mark.oracle
+def test_quantizable_resnet_is_fastais_default_not_a_resnet() -> None:
+    """fastai's model_meta is keyed by the builder itself: the quantization namespace's
+    resnet18 is another function, so it gets the default meta (pooling-layer rule), and every
+    transferlens function agrees with that."""
+    quantized = torchvision.models.quantization.resnet18
+    assert quantized not in fastai_learner.model_meta
+    assert default_cut(quantized) is None
+    with torch.device("meta"):
+        theirs = fastai_learner.create_vision_model(quantized, 3, pretrained=False)
+        ours = create_vision_model(quantized, 3, pretrained=False)
+        from_built = create_vision_model(quantized(weights=None), 3)
+    assert_same_structure(ours, theirs)
+    assert_same_structure(from_built, theirs)
+    # The resnet cut (-2) would have kept avgpool and fc (the model ends with quant, dequant).
+    assert type(ours[0][-1]).__name__ == "Sequential"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: create_vision_model(torchvision.models.ResNet, 3), "`model` must be a built"),
+        (lambda: create_vision_model(42, 3), "`model` must be a built"),
+        (lambda: create_vision_model("resnt18", 3), "`model` 'resnt18'.*Did you mean 'resnet18'"),
+        (
+            lambda: create_vision_model(meta_model("resnet18"), 3, weights="DEFAULT"),
+            "`weights` goes with a builder",
+        ),
+        (lambda: create_vision_model(lambda: None, 3), "cannot be called as fastai calls"),
+        (lambda: create_vision_model(lambda **_: None, 3), "returned a NoneType"),
+    ],
+    ids=["class", "number", "typo", "weights-with-model", "no-kwargs", "returns-none"],
+)
+def test_create_vision_model_says_what_to_pass(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(LensError, match=message):
+        call()
+
+
+class _RecordsInputDevice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+        self.seen: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.device.type)
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+def test_as_sequential_probes_a_cpu_model_in_place() -> None:
+    model = _RecordsInputDevice()
+    sequential = as_sequential(model)
+    assert model.seen == ["cpu"]
+    assert sequential.conv is model.conv and sequential.fc is model.fc
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_as_sequential_probes_a_gpu_model_on_a_cpu_copy() -> None:
+    model = _RecordsInputDevice().cuda()
+    sequential = as_sequential(model)
+    assert model.seen == [], "the GPU model itself ran the probe"
+    assert all(p.device.type == "cuda" for p in model.parameters()), "the model moved"
+    assert sequential.conv is model.conv and sequential.fc is model.fc
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    with torch.no_grad():
+        assert sequential.eval()(x).device.type == "cuda"
+
+
 def _imported_packages(nodes: list[ast.stmt] | list[ast.AST]) -> set[str]:
     packages = set()
     for node in nodes:
@@ -327,16 +434,39 @@ def _imported_packages(nodes: list[ast.stmt] | list[ast.AST]) -> set[str]:
     return packages
 
 
-@pytest.mark.parametrize("module", ["_head", "_body", "_groups", "_freeze"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "_head",
+        "_body",
+        "_groups",
+        "_freeze",
+        "_meta",
+        "_checks",
+        "_eval_mode",
+        "_tables",
+        "_tree",
+        "_trainable",
+        "_diff",
+        "_outputs",
+    ],
+)
 def test_module_imports_neither_fastai_nor_torchvision_at_import_time(module: str) -> None:
-    # These modules import only torch and each other (and _errors) at module level, so checking
-    # their own source is enough; torchvision may only be imported inside functions.
+    # These modules import only torch, the standard library and each other at module level, so
+    # checking their own source is enough; torchvision may only be imported inside functions.
     tree = ast.parse((SOURCE_DIR / f"{module}.py").read_text())
     assert _imported_packages(tree.body) <= {
         "__future__",
         "collections",
+        "contextlib",
+        "copy",
+        "dataclasses",
+        "difflib",
+        "html",
+        "math",
         "numbers",
         "re",
+        "sys",
         "typing",
         "torch",
         "transferlens",

@@ -1,4 +1,4 @@
-"""``transferlens._groups`` against fastai: the same parameter groups, in the same order.
+"""``param_groups`` against fastai: the same parameter groups, in the same order.
 
 For every architecture in fastai's ``model_meta`` (and a dozen it has no meta for) fastai's
 ``vision_learner`` builds the model on the meta device, and ``param_groups`` must return exactly the
@@ -20,10 +20,10 @@ from fastai.vision import learner as fastai_learner
 from fastai.vision.models import xresnet
 from torch import nn
 
-from transferlens._body import create_vision_model
-from transferlens._errors import LensError
-from transferlens._groups import (
+from transferlens import (
+    LensError,
     arch_name,
+    create_vision_model,
     known_architectures,
     param_groups,
     resolve_arch,
@@ -201,3 +201,52 @@ def test_bad_inputs_raise_lens_error(call: Callable[[], object], argument: str) 
     with pytest.raises(LensError, match=argument) as caught:
         call()
     assert isinstance(caught.value, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------
+# A model that does not fit `arch` is refused, never split silently.
+
+
+@functools.cache
+def efficientnet_model() -> nn.Sequential:
+    with torch.device("meta"):
+        return create_vision_model(torchvision.models.efficientnet_b0, 3, pretrained=False)
+
+
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "densenet121", "vgg16_bn", "alexnet", "squeezenet1_0", "xresnet50"]
+)
+def test_param_groups_refuses_a_model_that_does_not_fit_arch(arch: str) -> None:
+    # The cheat sheet with only the builder changed: fastai's resnet split of an EfficientNet
+    # gives groups of 211, 0 and 6 tensors.
+    arch_or_builder = builder(arch) if arch.startswith("xresnet") else arch
+    with pytest.raises(LensError, match=r"`model` does not fit `arch`.*Pass as `arch` the builder"):
+        param_groups(efficientnet_model(), arch_or_builder)
+
+
+@pytest.mark.oracle
+def test_param_groups_of_the_matching_arch_is_fastais_default_split() -> None:
+    learn = fastai_vision_learner("efficientnet_b0")
+    theirs = [[p.shape for p in group] for group in learn.splitter(learn.model)]
+    ours = param_groups(efficientnet_model(), torchvision.models.efficientnet_b0)
+    assert [[p.shape for p in group] for group in ours] == theirs
+    assert all(ours) and len(ours) == 2
+
+
+@pytest.mark.parametrize(
+    ("head", "arch"), [(nn.Identity(), "resnet18"), (nn.Flatten(), "efficientnet_b0")]
+)
+def test_param_groups_refuses_an_empty_group(head: nn.Module, arch: str) -> None:
+    with torch.device("meta"):
+        body = create_vision_model(builder(arch)(weights=None), 3)[0]
+    with pytest.raises(LensError, match=r"empty parameter group \(group \d of \d\)"):
+        param_groups(nn.Sequential(body, head), arch)
+
+
+def test_a_resnet_model_fits_every_resnet_depth() -> None:
+    # fastai's _resnet_split is the same for every depth: a resnet18 model split as resnet50.
+    with torch.device("meta"):
+        model = create_vision_model(torchvision.models.resnet18, 3, pretrained=False)
+    assert [len(g) for g in param_groups(model, "resnet50")] == [
+        len(g) for g in param_groups(model, "resnet18")
+    ]

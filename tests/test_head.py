@@ -171,6 +171,10 @@ def test_concat_pool_doubles_the_features_of_the_first_linear() -> None:
         ({"nf": 8, "n_out": 3, "ps": []}, "`ps`"),
         ({"nf": 8, "n_out": 3, "ps": 1.5}, "`ps`"),
         ({"nf": 8, "n_out": 3, "y_range": (0.0, 1.0, 2.0)}, "`y_range`"),
+        ({"nf": 8, "n_out": 3, "ps": slice(0.1, 0.5)}, r"`ps`.*Pass e\.g\. ps=0\.5"),
+        ({"nf": 8, "n_out": 3, "ps": None}, "`ps`"),
+        ({"nf": 8, "n_out": 3, "ps": "0.5"}, "`ps`"),
+        ({"nf": 8, "n_out": 3, "y_range": 4.0}, "`y_range`"),
     ],
     ids=[
         "nf-zero",
@@ -182,6 +186,10 @@ def test_concat_pool_doubles_the_features_of_the_first_linear() -> None:
         "ps-empty",
         "ps-range",
         "y_range",
+        "ps-slice",
+        "ps-none",
+        "ps-str",
+        "y_range-number",
     ],
 )
 def test_create_head_rejects_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:

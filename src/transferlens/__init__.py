@@ -8,7 +8,7 @@ Everything public is imported from here; the modules behind it are private::
 
 ``import transferlens`` imports torch only: neither fastai nor torchvision. The tutorial site's
 machinery (asset modes, warning filters, the schedule recorder) lives apart, in
-:mod:`transferlens.tutorial`, which only the pages import.
+`transferlens.tutorial`, which only the pages import.
 """
 
 from ._body import (
@@ -19,19 +19,22 @@ from ._body import (
     has_pool_type,
     num_features,
 )
+from ._diff import DiffEntry, ModuleDiff, module_diff
 from ._errors import LensError
 from ._freeze import NORM_TYPES, freeze, freeze_to, is_norm, unfreeze
-from ._groups import arch_name, known_architectures, param_groups, resolve_arch, split_family
+from ._groups import param_groups
 from ._head import AdaptiveConcatPool2d, Flatten, SigmoidRange, create_head
-from ._report import (
-    ModuleDiff,
-    ParameterTree,
-    TrainableReport,
-    assert_same_outputs,
-    module_diff,
-    parameter_tree,
-    trainable_report,
+from ._meta import (
+    ArchMeta,
+    arch_meta,
+    arch_name,
+    known_architectures,
+    resolve_arch,
+    split_family,
 )
+from ._meta_device import shape_memo
+from ._optim import Adam, no_decay_parameters, optimizer_param_groups
+from ._outputs import assert_same_outputs
 from ._schedule import (
     FineTunePhase,
     FineTunePlan,
@@ -41,12 +44,19 @@ from ._schedule import (
     fine_tune_plan,
     one_cycle,
 )
+from ._train import BatchRecord, fine_tune
+from ._trainable import TrainableReport, TrainableRow, trainable_report
+from ._tree import ParameterRow, ParameterTree, parameter_tree
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NORM_TYPES",
+    "Adam",
     "AdaptiveConcatPool2d",
+    "ArchMeta",
+    "BatchRecord",
+    "DiffEntry",
     "FineTunePhase",
     "FineTunePlan",
     "Flatten",
@@ -54,9 +64,12 @@ __all__ = [
     "ModuleDiff",
     "OneCycle",
     "OneCycleScheduler",
+    "ParameterRow",
     "ParameterTree",
     "SigmoidRange",
     "TrainableReport",
+    "TrainableRow",
+    "arch_meta",
     "arch_name",
     "as_sequential",
     "assert_same_outputs",
@@ -65,6 +78,7 @@ __all__ = [
     "create_vision_model",
     "default_cut",
     "discriminative_lrs",
+    "fine_tune",
     "fine_tune_plan",
     "freeze",
     "freeze_to",
@@ -72,11 +86,14 @@ __all__ = [
     "is_norm",
     "known_architectures",
     "module_diff",
+    "no_decay_parameters",
     "num_features",
     "one_cycle",
+    "optimizer_param_groups",
     "param_groups",
     "parameter_tree",
     "resolve_arch",
+    "shape_memo",
     "split_family",
     "trainable_report",
     "unfreeze",

@@ -10,6 +10,7 @@ Every function here takes an already built model, so transferlens never imports 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 
 from transferlens._errors import LensError
+from transferlens._eval_mode import eval_mode
 from transferlens._freeze import NORM_TYPES
-from transferlens._groups import FAMILY_CUTS, Arch, split_family
 from transferlens._head import create_head
+from transferlens._meta import Arch, arch_meta, builder_meta, model_class_meta, torchvision_builder
 
 __all__ = [
     "as_sequential",
@@ -35,19 +37,6 @@ __all__ = [
 Cut = int | Callable[[nn.Module], nn.Module] | None
 
 _POOL_CLASS_NAME = re.compile(r"Pool[123]d$")
-
-#: fastai's ``model_meta`` cut, found from a built model's class (torchvision's, or fastai's
-#: XResNet). ResNeXt and wide ResNets are ``ResNet`` instances and VGGs without batch norm are
-#: ``VGG`` instances: fastai gives them no meta, but its pooling-layer rule cuts them at the very
-#: same place, so the class decides the body exactly.
-_CLASS_CUTS: dict[tuple[str, str], int] = {
-    ("torchvision.models.resnet", "ResNet"): -2,
-    ("torchvision.models.squeezenet", "SqueezeNet"): -1,
-    ("torchvision.models.densenet", "DenseNet"): -1,
-    ("torchvision.models.vgg", "VGG"): -2,
-    ("torchvision.models.alexnet", "AlexNet"): -2,
-    ("fastai.vision.models.xresnet", "XResNet"): -4,
-}
 
 _MAX_PROBE_SIZE = 2048
 
@@ -89,7 +78,7 @@ def create_body(model: nn.Module, cut: Cut = None) -> nn.Module:
             fastai's own choice per architecture pass ``default_cut(arch)``.
 
     Returns:
-        The body: an ``nn.Sequential`` of children, or whatever a callable ``cut`` returns.
+        The body, an ``nn.Sequential`` of children, or whatever a callable ``cut`` returns.
 
     Raises:
         LensError: ``cut`` is of the wrong type, a callable ``cut`` did not return a module, or
@@ -161,10 +150,8 @@ def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64
     first_parameter = next(body.parameters(), None)
     dtype = first_parameter.dtype if first_parameter is not None else torch.get_default_dtype()
     device = first_parameter.device if first_parameter is not None else torch.device("cpu")
-    training = {module: module.training for module in body.modules()}
     height, width = size
-    try:
-        body.eval()
+    with eval_mode(body):
         while True:
             probe = torch.empty(1, n_in, height, width, dtype=dtype, device=device).uniform_(-1, 1)
             try:
@@ -180,9 +167,6 @@ def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64
                         f"{_MAX_PROBE_SIZE} pixels with {n_in} channels ({error}). Check `n_in`, "
                         "or pass `nf` to create_head yourself."
                     ) from error
-    finally:
-        for module, was_training in training.items():
-            module.train(was_training)
     if not isinstance(output, torch.Tensor) or output.ndim < 2:
         raise LensError(
             "`body` must return a tensor of shape (batch, channels, ...), got "
@@ -196,7 +180,9 @@ def default_cut(arch: Arch) -> int | None:
 
     Mirrors the ``cut`` entries of `fastai.vision.learner.model_meta`: ``-2`` for ResNets, VGGs
     with batch norm and AlexNet, ``-1`` for SqueezeNets and DenseNets, ``-4`` for fastai's
-    xresnets. ``None`` means fastai's rule: cut before the last child with a pooling layer.
+    xresnets. ``None`` means fastai's rule: cut before the last child with a pooling layer. As in
+    fastai, a builder is looked up by identity (``arch_meta(arch).cut``): only the very functions
+    fastai lists have a cut, so ``torchvision.models.quantization.resnet18`` gets ``None``.
 
     Args:
         arch: A builder function or a torchvision model name.
@@ -211,12 +197,7 @@ def default_cut(arch: Arch) -> int | None:
         >>> default_cut("resnet34"), default_cut("densenet121"), default_cut("mobilenet_v3_small")
         (-2, -1, None)
     """
-    return FAMILY_CUTS[split_family(arch)]
-
-
-def _cut_for_model(model: nn.Module) -> int | None:
-    cls = type(model)
-    return _CLASS_CUTS.get((cls.__module__, cls.__name__))
+    return arch_meta(arch).cut
 
 
 def _first_parameter_trains(module: nn.Module) -> bool:
@@ -238,11 +219,55 @@ def _init_head(module: nn.Module, init: Callable[[torch.Tensor], Any]) -> None:
         _init_head(child, init)
 
 
+def _build(model: nn.Module | Arch, pretrained: bool, weights: Any) -> tuple[nn.Module, int | None]:
+    """The built model and fastai's ``model_meta`` cut for it (see ``create_vision_model``)."""
+    if isinstance(model, nn.Module):
+        if weights is not None:
+            raise LensError(
+                f"`weights` goes with a builder, but `model` is an already built "
+                f"{type(model).__name__}. Pass the builder (e.g. torchvision.models.resnet18) "
+                "with `weights`, or load the weights into the model yourself."
+            )
+        return model, model_class_meta(model).cut
+    if isinstance(model, str):
+        model = torchvision_builder(model, "model")
+    if isinstance(model, type) or not callable(model):
+        raise LensError(
+            f"`model` must be a built nn.Module, a builder function or a torchvision model name, "
+            f"got {model!r}. Pass e.g. torchvision.models.resnet18, 'resnet18', or "
+            "resnet18(weights=None)."
+        )
+    meta = builder_meta(model)
+    # fastai's call: arch(weights=...) for the builders its model_meta gives weights, else
+    # arch(pretrained=...). fastai ignores `weights` in the second case; we pass it on.
+    if meta.weights is not None:
+        kwargs = {"weights": meta.weights if weights is None and pretrained else weights}
+    elif weights is not None:
+        kwargs = {"weights": weights}
+    else:
+        kwargs = {"pretrained": pretrained}
+    try:
+        built = model(**kwargs)
+    except TypeError as error:
+        raise LensError(
+            f"`model` {getattr(model, '__name__', model)!r} cannot be called as fastai calls a "
+            f"builder, with {kwargs} ({error}). Build the model yourself and pass it built."
+        ) from error
+    if not isinstance(built, nn.Module):
+        raise LensError(
+            f"`model` is a builder that returned a {type(built).__name__}, not an nn.Module. "
+            "Pass a function that builds a model, or the built model."
+        )
+    return built, meta.cut
+
+
 def create_vision_model(
-    model: nn.Module,
+    model: nn.Module | Arch,
     n_out: int,
     cut: Cut = None,
     *,
+    pretrained: bool = True,
+    weights: Any = None,
     n_in: int = 3,
     init: Callable[[torch.Tensor], Any] | None = nn.init.kaiming_normal_,
     custom_head: nn.Module | None = None,
@@ -255,20 +280,34 @@ def create_vision_model(
     lin_first: bool = False,
     y_range: tuple[float, float] | None = None,
 ) -> nn.Sequential:
-    """Put fastai's head on the body of a built classifier: ``nn.Sequential(body, head)``.
+    """Put fastai's head on the body of a classifier: ``nn.Sequential(body, head)``.
 
-    Mirrors `fastai.vision.learner.create_vision_model` (and `fastai.vision.learner.add_head`),
-    but takes the model already built (e.g. ``resnet18(weights=None)``) instead of its builder.
-    With ``cut=None`` the body is cut where fastai's ``model_meta`` cuts that architecture,
-    recognized from the model's class, or else by fastai's pooling-layer rule. The head is
-    ``create_head(num_features(body), n_out, ...)``, or ``custom_head``; then its non-norm layers
-    get ``init`` on their weights and zero biases, as fastai's ``apply_init``. A model built from
-    the same seed therefore gets exactly fastai's weights.
+    Mirrors `fastai.vision.learner.create_vision_model` (and `fastai.vision.learner.add_head`).
+    ``model`` is what fastai calls ``arch``, a builder such as ``torchvision.models.resnet18``, or
+    its torchvision name, or a model you built yourself (e.g. ``resnet18(weights=None)``).
+
+    A builder is called as fastai calls it: ``arch(weights="DEFAULT")`` when ``pretrained`` for
+    the builders fastai's ``model_meta`` lists (``arch(weights=None)`` when not), else
+    ``arch(pretrained=pretrained)``; a ``weights`` you pass is passed on instead (fastai ignores
+    it for builders without an entry). So ``pretrained=True``, the default as in fastai, loads
+    (and may download) the pretrained weights; pass ``pretrained=False`` for random weights.
+
+    With ``cut=None`` the body is cut where fastai's ``model_meta`` cuts that architecture (the
+    builder, looked up by identity as in fastai; a built model by its class), or else by
+    fastai's pooling-layer rule. The head is ``create_head(num_features(body), n_out, ...)``, or
+    ``custom_head``; then its non-norm layers get ``init`` on their weights and zero biases, as
+    fastai's ``apply_init``. A model built from the same seed therefore gets exactly fastai's
+    weights.
 
     Args:
-        model: A built classifier; its modules become the body (they are not copied).
+        model: A builder function, a torchvision model name, or a built classifier (its modules
+            become the body; they are not copied).
         n_out: Number of outputs (classes).
         cut: Where to cut the body (see ``create_body``); ``None`` for fastai's choice.
+        pretrained: With a builder: build it with its pretrained weights (fastai's default).
+            Ignored for a built model.
+        weights: With a builder: the torchvision weights to build it with (an enum member or
+            its name, e.g. ``"IMAGENET1K_V1"``), instead of the default ones.
         n_in: Input channels; only 3 is supported for now.
         init: Initializer for the head's weights, or ``None`` to keep PyTorch's.
         custom_head: A head to use instead of ``create_head``'s.
@@ -285,7 +324,9 @@ def create_vision_model(
         ``nn.Sequential(body, head)``, ready for ``param_groups``.
 
     Raises:
-        LensError: ``n_in`` is not 3, ``custom_head`` is not a module, or a body or head
+        LensError: ``model`` is neither a module, nor a builder, nor a torchvision model name
+            (or the builder fails to be called as fastai calls it); ``weights`` comes with a
+            built model; ``n_in`` is not 3; ``custom_head`` is not a module; or a body or head
             argument is invalid.
 
     Examples:
@@ -298,6 +339,9 @@ def create_vision_model(
         )
         >>> vision_model.eval()(torch.zeros(4, 3, 32, 32)).shape
         torch.Size([4, 2])
+        >>> from torchvision.models import resnet18
+        >>> len(create_vision_model(resnet18, n_out=2, pretrained=False)[0])  # fastai's cut: -2
+        8
     """
     if n_in != 3:
         raise LensError(
@@ -308,7 +352,8 @@ def create_vision_model(
         raise LensError(
             f"`custom_head` must be an nn.Module or None, got {type(custom_head).__name__}."
         )
-    body = create_body(model, _cut_for_model(model) if cut is None else cut)
+    model, meta_cut = _build(model, pretrained, weights)
+    body = create_body(model, meta_cut if cut is None else cut)
     if custom_head is None:
         # fastai measures nn.Sequential(*body.children()), starting at 32x32 pixels.
         children = list(body.children())
@@ -341,9 +386,11 @@ def as_sequential(model: nn.Module) -> nn.Sequential:
     before the final classifier. The result shares the modules of ``model`` and keeps their
     names, so its ``state_dict()`` keys are those of ``model``. It checks itself: on a seeded
     2x3x64x64 probe (eval mode, no gradients, global random state untouched) it must compute
-    exactly what ``model`` computes (on the ``meta`` device, where there are no values, only the
-    shapes are checked). (fastai needs no such conversion; this makes a torchvision
-    model sliceable like fastai's bodies, e.g. ``as_sequential(model)[:6]``.)
+    exactly what ``model`` computes. The probe runs on the CPU, whose kernels are deterministic:
+    a model on a GPU is probed as a CPU copy and itself stays where it is (on the ``meta``
+    device, where there are no values, only the shapes are checked). (fastai needs no such
+    conversion; this makes a torchvision model sliceable like fastai's bodies, e.g.
+    ``as_sequential(model)[:6]``.)
 
     Args:
         model: A built classifier whose forward is its children in order with a flatten before
@@ -382,34 +429,42 @@ def as_sequential(model: nn.Module) -> nn.Sequential:
     layers[named_children[-1][0]] = named_children[-1][1]
     sequential = nn.Sequential(layers)
 
-    first_parameter = next(model.parameters(), None)
+    # Probe on the CPU, whose kernels are deterministic (a GPU's need not be, and torch.equal
+    # would then fail on a model that fits). A model elsewhere is probed as a CPU copy, so the
+    # model itself never moves; on the meta device there are only shapes to check.
+    tensors = [*model.parameters(), *model.buffers()]
+    devices = {tensor.device.type for tensor in tensors}
+    if devices <= {"cpu"} or devices == {"meta"}:
+        probed, probed_sequential = model, sequential
+    else:
+        probed = copy.deepcopy(model).cpu()
+        probed_sequential = nn.Sequential(
+            OrderedDict(
+                (name, dict(probed.named_children()).get(name, layer))
+                for name, layer in sequential.named_children()
+            )
+        )
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(2, 3, 64, 64, generator=generator)
-    if first_parameter is not None:
-        probe = probe.to(dtype=first_parameter.dtype, device=first_parameter.device)
-    training = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            try:
-                expected = model(probe)
-            except Exception as error:
-                raise LensError(
-                    f"`model` ({type(model).__name__}) fails on a 2x3x64x64 probe itself "
-                    f"({error}). as_sequential needs a classifier of 3-channel images."
-                ) from error
-            try:
-                actual = sequential(probe)
-            except Exception as error:
-                raise LensError(
-                    f"`model` ({type(model).__name__}) does more in its forward than run its "
-                    f"children in order: the sequential version fails on a 2x3x64x64 probe "
-                    f"({error}). as_sequential only fits ResNet-like classifiers; use create_body "
-                    "to cut the model instead."
-                ) from error
-    finally:
-        for module, was_training in training.items():
-            module.train(was_training)
+    if tensors:
+        probe = probe.to(dtype=tensors[0].dtype, device="meta" if devices == {"meta"} else "cpu")
+    with eval_mode(probed), torch.no_grad():
+        try:
+            expected = probed(probe)
+        except Exception as error:
+            raise LensError(
+                f"`model` ({type(model).__name__}) fails on a 2x3x64x64 probe itself "
+                f"({error}). as_sequential needs a classifier of 3-channel images."
+            ) from error
+        try:
+            actual = probed_sequential(probe)
+        except Exception as error:
+            raise LensError(
+                f"`model` ({type(model).__name__}) does more in its forward than run its "
+                f"children in order: the sequential version fails on a 2x3x64x64 probe "
+                f"({error}). as_sequential only fits ResNet-like classifiers; use create_body "
+                "to cut the model instead."
+            ) from error
     same = (
         isinstance(actual, torch.Tensor)
         and isinstance(expected, torch.Tensor)

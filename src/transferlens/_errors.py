@@ -7,6 +7,9 @@ One hierarchy, so that callers can catch everything transferlens refuses with on
           │                     what was expected, and what to do
           └── AssetError        (transferlens.tutorial) the asset mode or the stand-in
                                 cache is unusable
+
+A failed check is not a bad input: `assert_same_outputs`, a testing helper, raises
+``AssertionError`` when the two models differ, as ``torch.testing.assert_close`` does.
 """
 
 from __future__ import annotations

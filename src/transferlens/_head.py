@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from transferlens._checks import is_count, is_number
 from transferlens._errors import LensError
 
 __all__ = ["AdaptiveConcatPool2d", "Flatten", "SigmoidRange", "create_head"]
@@ -127,15 +128,20 @@ def _lin_bn_drop(
     return linear_layers + norm_layers if lin_first else norm_layers + linear_layers
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
-
-
 def _dropout_list(ps: float | Sequence[float], n_linear: int) -> list[float]:
     """Expand ``ps`` to one dropout probability per linear layer, as fastai's ``create_head``."""
-    probabilities = [ps] if isinstance(ps, numbers.Real) else list(ps)
+    if isinstance(ps, numbers.Real):
+        probabilities = [ps]
+    elif isinstance(ps, Sequence) and not isinstance(ps, str | bytes):
+        probabilities = list(ps)
+    else:
+        raise LensError(
+            f"`ps` must be a dropout probability in [0, 1] or a list of them (one per linear "
+            f"layer), got {type(ps).__name__} {ps!r}. Pass e.g. ps=0.5 or ps=[0.25, 0.5]; unlike "
+            "a learning rate, fastai's `ps` takes no slice."
+        )
     for p in probabilities:
-        if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0 <= p <= 1:
+        if not is_number(p) or not 0 <= p <= 1:
             raise LensError(
                 f"`ps` must be a dropout probability in [0, 1] or a list of them, got {ps!r}. "
                 "Pass e.g. ps=0.5."
@@ -201,21 +207,21 @@ def create_head(
         >>> head.eval()(torch.zeros(2, 512, 7, 7)).shape
         torch.Size([2, 10])
     """
-    if not _is_count(nf):
+    if not is_count(nf):
         raise LensError(
             f"`nf` must be a positive int (the channels coming out of the body), got {nf!r}. "
             "Use num_features(body) to measure it."
         )
-    if not _is_count(n_out):
+    if not is_count(n_out):
         raise LensError(f"`n_out` must be a positive int (the number of outputs), got {n_out!r}.")
     if lin_ftrs is not None and (
-        isinstance(lin_ftrs, str | bytes) or not all(_is_count(size) for size in lin_ftrs)
+        isinstance(lin_ftrs, str | bytes) or not all(is_count(size) for size in lin_ftrs)
     ):
         raise LensError(
             f"`lin_ftrs` must be None or a list of positive ints (hidden layer sizes), "
             f"got {lin_ftrs!r}. Pass e.g. lin_ftrs=[512]."
         )
-    if y_range is not None and len(y_range) != 2:
+    if y_range is not None and (not isinstance(y_range, Sequence) or len(y_range) != 2):
         raise LensError(f"`y_range` must be None or a pair (low, high), got {y_range!r}.")
 
     if pool and concat_pool:

@@ -184,7 +184,7 @@ def shape_memo() -> Iterator[None]:
     input's shape always run. The memory lasts for the process.
 
     Yields:
-        Nothing; use it as ``with shape_memo(): ...``.
+        Nothing; use it in a ``with`` statement, as the example shows.
 
     Examples:
         >>> conv = nn.Conv2d(3, 16, 3, device="meta")

@@ -4,13 +4,13 @@ fastai never shows the schedule it trains with; it computes each value just befo
 batch. This module computes the same values ahead of time, as tensors you can print, plot, test
 and hand to a plain ``torch.optim`` optimizer:
 
-- :func:`discriminative_lrs` -- one learning rate per parameter group, from a float, a list or a
+- `discriminative_lrs` -- one learning rate per parameter group, from a float, a list or a
   ``slice``, like ``Optimizer.set_hyper('lr', ...)`` (``fastai/optimizer.py``).
-- :func:`one_cycle` -- the learning rates and momentums of ``Learner.fit_one_cycle``
+- `one_cycle` -- the learning rates and momentums of ``Learner.fit_one_cycle``
   (``fastai/callback/schedule.py``), one row per training batch.
-- :class:`OneCycleScheduler` -- a ``torch.optim.lr_scheduler.LRScheduler`` that plays a
-  :class:`OneCycle` into any optimizer, setting the values for batch ``i`` before batch ``i``.
-- :func:`fine_tune_plan` -- both phases of ``Learner.fine_tune`` (frozen, then unfrozen).
+- `OneCycleScheduler` -- a ``torch.optim.lr_scheduler.LRScheduler`` that plays a
+  `OneCycle` into any optimizer, setting the values for batch ``i`` before batch ``i``.
+- `fine_tune_plan` -- both phases of ``Learner.fine_tune`` (frozen, then unfrozen).
 
 The values equal fastai's bit for bit on the machines we test on (and to 1e-9 relative, which the
 tests assert), because the arithmetic is fastai's own, including its quirks: the position inside
@@ -101,7 +101,7 @@ def discriminative_lrs(lr: LearningRates, n_groups: int) -> list[float]:
 
 
 def _per_group_lrs(lr: LearningRates, n_groups: int, name: str) -> list[float]:
-    """:func:`discriminative_lrs`, with ``name`` (the caller's argument) in the messages."""
+    """`discriminative_lrs`, with ``name`` (the caller's argument) in the messages."""
     n_groups = check_positive_int(n_groups, "n_groups")
     if isinstance(lr, slice):
         return _slice_lrs(lr, n_groups, name)
@@ -161,13 +161,13 @@ class OneCycle:
 
     Row ``i`` holds the values in force during training batch ``i`` (counted from 0 over all
     epochs), which fastai's ``ParamScheduler.before_batch`` sets just before that batch.
-    Build it with :func:`one_cycle`.
+    Build it with `one_cycle`.
 
     Attributes:
         lr: Learning rates, ``torch.float64`` of shape ``(n_steps, n_groups)``.
         mom: Momentums (``betas[0]`` for Adam, ``momentum`` for SGD), ``torch.float64`` of shape
             ``(n_steps,)``.
-        lr_max: The peak rate of each group (what :func:`discriminative_lrs` made of ``lr_max``).
+        lr_max: The peak rate of each group (what `discriminative_lrs` made of ``lr_max``).
         div: The cycle starts at ``lr_max / div``.
         div_final: The cycle ends near ``lr_max / div_final``.
         pct_start: Fraction of the steps spent warming up.
@@ -202,10 +202,10 @@ class OneCycle:
         return int(self.lr.shape[1])
 
     def scheduler(self, optimizer: Optimizer, *, momentum: bool = True) -> OneCycleScheduler:
-        """Return a :class:`OneCycleScheduler` that plays this plan into ``optimizer``.
+        """Return a `OneCycleScheduler` that plays this plan into ``optimizer``.
 
         Args:
-            optimizer: A ``torch.optim`` optimizer with :attr:`n_groups` parameter groups.
+            optimizer: A ``torch.optim`` optimizer with `n_groups` parameter groups.
             momentum: Also set the momentum (``betas[0]`` or ``momentum``); pass ``False`` for an
                 optimizer without one.
 
@@ -255,7 +255,7 @@ def one_cycle(
 
     Args:
         n_steps: Training batches in the whole cycle (all epochs together).
-        lr_max: Peak learning rate, in any form :func:`discriminative_lrs` accepts.
+        lr_max: Peak learning rate, in any form `discriminative_lrs` accepts.
         n_groups: Number of parameter groups.
         div: The cycle starts at ``lr_max / div``.
         div_final: The cycle ends near ``lr_max / div_final``.
@@ -267,7 +267,7 @@ def one_cycle(
             last bit. ``None`` means one epoch.
 
     Returns:
-        The :class:`OneCycle` plan, ``lr`` of shape ``(n_steps, n_groups)`` and ``mom`` of shape
+        The `OneCycle` plan, ``lr`` of shape ``(n_steps, n_groups)`` and ``mom`` of shape
         ``(n_steps,)``.
 
     Raises:
@@ -379,7 +379,7 @@ def _sched_cos(start: torch.Tensor, end: torch.Tensor, cosine: torch.Tensor) -> 
 
 
 class OneCycleScheduler(LRScheduler):
-    """Set a ``torch.optim`` optimizer's lr and momentum from a :class:`OneCycle`, batch by batch.
+    """Set a ``torch.optim`` optimizer's lr and momentum from a `OneCycle`, batch by batch.
 
     Plays the role of fastai's ``ParamScheduler`` (``fastai/callback/schedule.py``) for a plain
     PyTorch training loop. The calling convention is PyTorch's usual one:
@@ -391,7 +391,7 @@ class OneCycleScheduler(LRScheduler):
 
     So batch ``i`` (0-based, counted over all epochs) trains with ``plan.lr[i]`` and
     ``plan.mom[i]``, as in fastai. After the last batch, one more ``step()`` is allowed and
-    leaves the values unchanged; stepping further raises :class:`LensError`.
+    leaves the values unchanged; stepping further raises `LensError`.
 
     The learning rate of group ``g`` is ``plan.lr[i, g]``. The momentum is written to
     ``betas[0]`` when the group has ``betas`` (Adam, AdamW, ...), else to ``momentum`` (SGD,
@@ -627,7 +627,7 @@ class FineTunePhase:
         frozen_idx: Groups ``0 .. frozen_idx - 1`` are frozen (``Learner.freeze_to``); 0 means
             everything trains. fastai still gives frozen groups a learning rate.
         epochs: Epochs in this phase.
-        schedule: The phase's :class:`OneCycle`, all groups, one row per batch.
+        schedule: The phase's `OneCycle`, all groups, one row per batch.
     """
 
     name: str
@@ -648,7 +648,7 @@ class FineTunePhase:
 
 @dataclass(frozen=True, eq=False)
 class FineTunePlan:
-    """Both phases of ``Learner.fine_tune``; build it with :func:`fine_tune_plan`.
+    """Both phases of ``Learner.fine_tune``; build it with `fine_tune_plan`.
 
     Attributes:
         phases: The phases in training order (the frozen one is left out when
@@ -718,11 +718,11 @@ def fine_tune_plan(
         moms: ``moms`` of both phases.
 
     Returns:
-        The :class:`FineTunePlan`.
+        The `FineTunePlan`.
 
     Raises:
         LensError: A count is not a positive integer (``freeze_epochs`` may be 0), a rate or
-            ratio is not positive, or an argument :func:`one_cycle` refuses.
+            ratio is not positive, or an argument `one_cycle` refuses.
 
     Examples:
         >>> plan = fine_tune_plan(1, 4, base_lr=2e-3, n_groups=2)

@@ -104,8 +104,8 @@ def fine_tune(
             (the device of its parameters). Every batch is moved to the model's device.
 
     Returns:
-        One `BatchRecord` per training batch, in order: phase, epoch, each group's learning
-        rate and momentum, and the loss.
+        One `BatchRecord` per training batch, in order, with the phase, the epoch, each group's
+        learning rate and momentum, and the loss.
 
     Raises:
         LensError: An argument is out of range or of the wrong kind (the message names it), or

@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 1 without torchvision (or timm for ``atlas --timm``),
+        The exit status, 0 on success, 1 without torchvision (or timm for ``atlas --timm``),
         2 for a bad argument, 3 when fastai cannot build the architecture as asked.
 
     Examples:

@@ -157,7 +157,7 @@ def resolve_asset_mode(
         weights: the torchvision models whose weights must be available for ``real``.
 
     Returns:
-        ``(mode, reason)``: the resolved mode and, for ``auto``, why it was chosen.
+        ``(mode, reason)``, the resolved mode and, for ``auto``, why it was chosen.
 
     Raises:
         AssetError: ``mode`` (or ``TRANSFERLENS_ASSETS``) is not one of the allowed values.

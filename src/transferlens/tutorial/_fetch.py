@@ -35,7 +35,8 @@ def fetch_real_assets(
         verbose: say on stderr what is being downloaded, with the libraries' progress bars.
 
     Returns:
-        Where each asset is: ``{"weights:resnet18": <file>, "pets": <folder>}``.
+        Where each asset is, as a dict such as
+        ``{"weights:resnet18": <file>, "pets": <folder>}``.
 
     Raises:
         AssetError: a download failed (no network, a host down, a file that fails its check).

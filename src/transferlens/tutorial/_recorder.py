@@ -1,7 +1,7 @@
 """Record the hyper-parameters a fastai Learner really trains with, batch by batch.
 
 fastai's ``Recorder`` keeps only the last parameter group's learning rate. To compare a training
-run with :func:`transferlens.one_cycle` or :func:`transferlens.fine_tune_plan`, we need every
+run with `transferlens.one_cycle` or `transferlens.fine_tune_plan`, we need every
 group's rate, the momentum and ``frozen_idx`` at every training batch, read after fastai's
 ``ParamScheduler`` has set them.
 """

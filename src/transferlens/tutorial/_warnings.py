@@ -1,7 +1,7 @@
 """Known, harmless warnings that third-party libraries print when the pages import them.
 
 A page should not publish warnings it cannot act on, and it should not hide warnings wholesale
-either. :func:`quiet_known_warnings` filters exactly the warnings listed in ``KNOWN_WARNINGS``,
+either. `quiet_known_warnings` filters exactly the warnings listed in ``KNOWN_WARNINGS``,
 each matched by category, message and emitting module, each with the reason it is harmless.
 """
 
@@ -15,7 +15,7 @@ __all__ = ["KNOWN_WARNINGS", "KnownWarning", "quiet_known_warnings"]
 
 @dataclass(frozen=True)
 class KnownWarning:
-    """One warning that :func:`quiet_known_warnings` filters, and why it is safe to."""
+    """One warning that `quiet_known_warnings` filters, and why it is safe to."""
 
     category: type[Warning]
     message: str  # a regular expression matched against the start of the message
