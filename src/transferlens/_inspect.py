@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ._errors import LensError, suggest
+from ._eval_mode import eval_mode
 from ._meta_device import Built, build_for_structure, shape_memo
 
 if TYPE_CHECKING:
@@ -198,16 +199,9 @@ def _probe_tensor(children: Sequence[nn.Module], size: int) -> torch.Tensor:
 
 
 def _with_eval(children: Sequence[nn.Module], run: Callable[[], Any]) -> Any:
-    modules = [module for child in children for module in child.modules()]
-    training = [module.training for module in modules]
-    try:
-        for module in modules:
-            module.training = False
-        with torch.no_grad(), shape_memo():
-            return run()
-    finally:
-        for module, was_training in zip(modules, training, strict=True):
-            module.training = was_training
+    """``run()`` with the children in eval mode (flags restored after), no autograd, memoised."""
+    with eval_mode(nn.ModuleList(children)), torch.no_grad(), shape_memo():
+        return run()
 
 
 def _num_features(children: Sequence[nn.Module]) -> tuple[int | None, int, _ProbeFailure | None]:
