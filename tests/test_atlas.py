@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from transferlens._atlas import TIMM_MODELS, format_atlas, timm_row, torchvision_row
-from transferlens._meta_device import build_for_structure, empty_weights, shape_memo
+from transferlens.inspector import TIMM_MODELS, format_atlas
+from transferlens.inspector._atlas import timm_row, torchvision_row
+from transferlens.inspector._meta_device import build_for_structure, empty_weights, shape_memo
 
 # ---------------------------------------------------------------------------------------------
 # Building for the structure only

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferlens.cli import INSTALL_HINT, main, parse_lr
+from transferlens.inspector.cli import INSTALL_HINT, main, parse_lr
 
 GOLDEN_DIR = Path(__file__).parent / "test_output"
 
@@ -157,7 +157,7 @@ def test_parse_lr_rejects(text: str) -> None:
         (["inspect", "resnet18", "--freeze", "3"], "`--freeze` must be between -3 and 2"),
         (["inspect", "resnet18", "--n-out", "0"], "--n-out: must be a positive integer"),
         (["inspect", "resnet18", "--lr", "fast"], "--lr: cannot read 'fast' as a learning rate"),
-        (["inspect", "resnet18", "--lr=-1e-3"], "`lr` must hold positive finite"),
+        (["inspect", "resnet18", "--lr=-1e-3"], "`lr` must be a positive finite number"),
         (["inspect", "resnet18", "--lr", "1e-3:1e-5"], "Swap them"),
         (["inspect", "resnet18", "--format", "yaml"], "--format: invalid choice"),
         (["inspect"], "the following arguments are required: ARCH"),

@@ -21,9 +21,7 @@ from fastai.vision import learner as fastai_learner
 from fastai.vision.models import xresnet
 from torch import nn
 
-from transferlens._errors import LensError
-from transferlens._freeze import NORM_TYPES, freeze, freeze_to, is_norm, unfreeze
-from transferlens._groups import param_groups
+from transferlens import NORM_TYPES, LensError, freeze, freeze_to, is_norm, param_groups, unfreeze
 
 #: Architectures and their number of parameter groups in fastai.
 GROUP_COUNTS = {

@@ -20,8 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from transferlens._errors import LensError
-from transferlens._head import AdaptiveConcatPool2d, Flatten, SigmoidRange, create_head
+from transferlens import AdaptiveConcatPool2d, Flatten, LensError, SigmoidRange, create_head
 
 #: Hand-picked argument sets covering every switch of create_head (nf and n_out are added).
 HEAD_CASES: list[dict[str, Any]] = [

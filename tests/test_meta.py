@@ -12,7 +12,7 @@ from torch import nn
 
 import transferlens
 from transferlens import ArchMeta, arch_meta, create_vision_model, default_cut, split_family
-from transferlens._meta import MODEL_META, model_class_meta
+from transferlens._recipe.meta import MODEL_META, model_class_meta
 
 TORCHVISION_NAMES = torchvision.models.list_models(module=torchvision.models)
 QUANTIZATION_NAMES = torchvision.models.list_models(module=torchvision.models.quantization)

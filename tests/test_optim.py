@@ -19,10 +19,15 @@ from fastai.vision.learner import vision_learner
 from torch import nn
 from torchvision import models
 
-from transferlens._errors import LensError
-from transferlens._freeze import freeze_to
-from transferlens._groups import param_groups
-from transferlens._optim import Adam, no_decay_parameters, optimizer_param_groups
+from transferlens import (
+    Adam,
+    LensError,
+    OneCycleScheduler,
+    freeze_to,
+    no_decay_parameters,
+    optimizer_param_groups,
+    param_groups,
+)
 
 
 def _weights(seed: int = 0) -> list[torch.Tensor]:
@@ -162,13 +167,13 @@ def test_wd_bn_bias_decays_everything() -> None:
 
 
 def test_scheduler_sets_both_parts_of_a_split_group() -> None:
-    from transferlens._schedule import one_cycle
+    from transferlens import one_cycle
 
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     groups = [list(model[:2].parameters()), list(model[2].parameters())]
     optimizer = Adam(optimizer_param_groups(model, groups))
     plan = one_cycle(3, slice(1e-4, 1e-2), n_groups=2)
-    plan.scheduler(optimizer)
+    OneCycleScheduler(optimizer, plan)
     lrs = {(g["group_index"], g["weight_decay"]): g["lr"] for g in optimizer.param_groups}
     assert lrs == {
         (0, 0.01): plan.lr[0, 0].item(),

@@ -30,7 +30,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import transferlens
-from transferlens import cli
+from transferlens.inspector import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build needs from the checkout (a copy, so the build writes nothing into the checkout).
@@ -146,7 +146,7 @@ def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
     entry_points = zipfile.ZipFile(dist / f"transferlens-{version}-py3-none-any.whl").read(
         f"{info}/entry_points.txt"
     )
-    assert b"transferlens = transferlens.cli:main" in entry_points
+    assert b"transferlens = transferlens.inspector.cli:main" in entry_points
 
 
 def test_the_clean_venv_has_torch_and_torchvision_not_fastai(venv: Path, tmp_path: Path) -> None:

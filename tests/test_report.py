@@ -581,8 +581,9 @@ def test_row_types_are_exported() -> None:
 
 def test_report_and_cli_import_neither_fastai_nor_torchvision() -> None:
     code = (
-        "import sys, transferlens._tree, transferlens._trainable, transferlens._diff, "
-        "transferlens._outputs, transferlens.cli; "
+        "import sys, transferlens, transferlens.inspector.cli; "
+        "transferlens.parameter_tree, transferlens.trainable_report, transferlens.module_diff, "
+        "transferlens.assert_same_outputs; "
         "print(sorted(m for m in ('fastai', 'torchvision') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from transferlens._errors import LensError
-from transferlens._schedule import (
+from transferlens import (
     FineTunePlan,
+    LensError,
     OneCycle,
     OneCycleScheduler,
     discriminative_lrs,
@@ -337,7 +337,7 @@ def test_scheduler_sets_plan_before_each_step(make_optimizer: Any) -> None:
     n_groups, n_steps = 3, 12
     plan = one_cycle(n_steps, slice(1e-5, 1e-3), n_groups=n_groups, pct_start=0.3)
     optimizer = make_optimizer(_groups(n_groups))
-    scheduler = plan.scheduler(optimizer)
+    scheduler = OneCycleScheduler(optimizer, plan)
     used_lrs, used_moms = _train_and_record(optimizer, scheduler, n_steps)
     assert used_lrs == plan.lr.tolist()  # exactly
     assert used_moms == plan.mom.tolist()
@@ -356,7 +356,7 @@ def test_scheduler_refuses_to_step_past_the_plan() -> None:
 def test_scheduler_without_momentum() -> None:
     plan = one_cycle(3, 1e-2)
     optimizer = torch.optim.Adagrad(_groups(1))
-    scheduler = plan.scheduler(optimizer, momentum=False)
+    scheduler = OneCycleScheduler(optimizer, plan, momentum=False)
     assert optimizer.param_groups[0]["lr"] == plan.lr[0, 0].item()
     optimizer.step()
     scheduler.step()
@@ -373,7 +373,7 @@ def test_plain_torch_loop_trains_with_fastai_values() -> None:
     for phase in fine_tune_plan(epochs, steps_per_epoch, n_groups=n_groups).phases:
         optimizer = torch.optim.Adam(_groups(n_groups))
         lrs, moms = _train_and_record(
-            optimizer, phase.schedule.scheduler(optimizer), phase.schedule.n_steps
+            optimizer, OneCycleScheduler(optimizer, phase.schedule), phase.schedule.n_steps
         )
         used_lrs += lrs
         used_moms += moms
@@ -461,12 +461,12 @@ def test_scheduler_refuses_wrong_group_count() -> None:
 
 def test_scheduler_refuses_optimizer_without_momentum() -> None:
     optimizer = torch.optim.Adagrad(_groups(1))
-    _assert_refused(lambda: one_cycle(4, 1e-3).scheduler(optimizer), "optimizer")
+    _assert_refused(lambda: OneCycleScheduler(optimizer, one_cycle(4, 1e-3)), "optimizer")
 
 
 def test_scheduler_refuses_epoch_argument() -> None:
     optimizer = torch.optim.Adam(_groups(1))
-    scheduler = one_cycle(4, 1e-3).scheduler(optimizer)
+    scheduler = OneCycleScheduler(optimizer, one_cycle(4, 1e-3))
     optimizer.step()
     _assert_refused(lambda: scheduler.step(3), "epoch")
 
@@ -511,10 +511,10 @@ def test_scheduler_checkpoint_resumes_the_same_schedule(make_optimizer: Any) -> 
     plan = one_cycle(n_steps, slice(1e-4, 1e-2), n_groups=n_groups, steps_per_epoch=5)
 
     optimizer = make_optimizer(_groups(n_groups))
-    uninterrupted = _train_and_record(optimizer, plan.scheduler(optimizer), n_steps)
+    uninterrupted = _train_and_record(optimizer, OneCycleScheduler(optimizer, plan), n_steps)
 
     optimizer = make_optimizer(_groups(n_groups))
-    scheduler = plan.scheduler(optimizer)
+    scheduler = OneCycleScheduler(optimizer, plan)
     first = _train_and_record(optimizer, scheduler, stop_after)
     saved = _checkpoint({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
 
@@ -536,7 +536,7 @@ def test_scheduler_checkpoint_resumes_the_same_schedule(make_optimizer: Any) -> 
 
 def test_scheduler_state_dict_holds_no_transferlens_objects() -> None:
     optimizer = torch.optim.Adam(_groups(1))
-    state = one_cycle(4, 1e-3).scheduler(optimizer).state_dict()
+    state = OneCycleScheduler(optimizer, one_cycle(4, 1e-3)).state_dict()
 
     def plain(value: Any) -> bool:
         if isinstance(value, dict):
@@ -550,9 +550,9 @@ def test_scheduler_state_dict_holds_no_transferlens_objects() -> None:
 
 def test_scheduler_load_state_dict_refuses_a_foreign_state() -> None:
     optimizer = torch.optim.Adam(_groups(1))
-    scheduler = one_cycle(4, 1e-3).scheduler(optimizer)
+    scheduler = OneCycleScheduler(optimizer, one_cycle(4, 1e-3))
     _assert_refused(lambda: scheduler.load_state_dict({"last_epoch": 2}), "state_dict")
-    other = one_cycle(4, 1e-3, n_groups=2).scheduler(torch.optim.Adam(_groups(2)))
+    other = OneCycleScheduler(torch.optim.Adam(_groups(2)), one_cycle(4, 1e-3, n_groups=2))
     _assert_refused(lambda: scheduler.load_state_dict(other.state_dict()), "optimizer")
 
 

@@ -28,8 +28,8 @@ import torch
 import torchvision.models
 from torch import nn
 
-from transferlens._meta_device import empty_weights
-from transferlens.cli import main
+from transferlens.inspector import main
+from transferlens.inspector._meta_device import empty_weights
 
 NAMES = sorted(torchvision.models.list_models(module=torchvision.models))
 

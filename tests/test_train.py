@@ -26,12 +26,17 @@ from fastai.vision.learner import vision_learner
 from torch import nn
 from torchvision import models
 
-from transferlens._errors import LensError
-from transferlens._freeze import freeze_to
-from transferlens._groups import param_groups
-from transferlens._optim import Adam, optimizer_param_groups
-from transferlens._schedule import OneCycleScheduler, fine_tune_plan
-from transferlens._train import BatchRecord, fine_tune
+from transferlens import (
+    Adam,
+    BatchRecord,
+    LensError,
+    OneCycleScheduler,
+    fine_tune,
+    fine_tune_plan,
+    freeze_to,
+    optimizer_param_groups,
+    param_groups,
+)
 
 N_OUT, SIZE, BATCH, STEPS = 5, 32, 4, 2
 

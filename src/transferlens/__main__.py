@@ -1,8 +1,8 @@
-"""``python -m transferlens``: the same as the ``transferlens`` command (see ``cli.py``)."""
+"""``python -m transferlens``: the ``transferlens`` command (``inspector/cli.py``)."""
 
 import sys
 
-from transferlens.cli import main
+from transferlens.inspector.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -76,3 +76,11 @@ def setup(
     assets = use_assets(mode, weights=weights, cache_dir=cache_dir, verbose=verbose)
     quiet_known_warnings()
     return assets
+
+
+# Where users get them, and what reprs and tracebacks print (as httpx does).
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__qualname__")):
+        _value.__module__ = __name__
+del _name, _value

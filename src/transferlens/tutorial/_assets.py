@@ -49,21 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import LensError
+from transferlens import LensError
+
 from ._files import file_lock, write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = [
-    "ASSET_MODES",
-    "PETS_BREEDS",
-    "AssetError",
-    "Assets",
-    "resolve_asset_mode",
-    "standin_cache_dir",
-    "use_assets",
-]
 
 ASSET_MODES = ("auto", "real", "standin")
 

@@ -18,8 +18,6 @@ from pathlib import Path
 from ._assets import AssetError, _weights_file_name
 from ._files import file_lock
 
-__all__ = ["fetch_real_assets"]
-
 
 def fetch_real_assets(
     weights: Sequence[str] = ("resnet18",), *, pets: bool = True, verbose: bool = True

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["file_lock", "write_atomically"]
 
 # 0 where the platform lacks the flag (O_NOFOLLOW: Windows; O_BINARY: POSIX).
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)

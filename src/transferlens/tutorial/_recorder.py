@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from .._errors import LensError
-
-__all__ = ["ScheduleRecording", "record_schedule"]
+from transferlens import LensError
 
 
 @dataclass

@@ -10,8 +10,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_WARNINGS", "KnownWarning", "quiet_known_warnings"]
-
 
 @dataclass(frozen=True)
 class KnownWarning:

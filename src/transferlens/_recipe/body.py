@@ -6,6 +6,8 @@ drop the average pool and the final ``fc``) or, for architectures it does not kn
 cut before the last child that contains a pooling layer.
 
 Every function here takes an already built model, so transferlens never imports torchvision.
+
+Needs beside it: ``errors.py``, ``eval_mode.py``, ``freeze.py``, ``head.py``, ``meta.py``.
 """
 
 from __future__ import annotations
@@ -19,20 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlens._errors import LensError
-from transferlens._eval_mode import eval_mode
-from transferlens._freeze import NORM_TYPES
-from transferlens._head import create_head
-from transferlens._meta import Arch, arch_meta, builder_meta, model_class_meta, torchvision_builder
-
-__all__ = [
-    "as_sequential",
-    "create_body",
-    "create_vision_model",
-    "default_cut",
-    "has_pool_type",
-    "num_features",
-]
+from .errors import LensError
+from .eval_mode import eval_mode
+from .freeze import NORM_TYPES
+from .head import create_head
+from .meta import Arch, arch_meta, builder_meta, model_class_meta, torchvision_builder
 
 Cut = int | Callable[[nn.Module], nn.Module] | None
 

@@ -16,10 +16,13 @@ and Adam's normalisation amplifies such last-bit differences over a few steps. `
 fastai's tensor operations, in fastai's order, with fastai's scalars, so that the same inputs give
 the same bits. `optimizer_param_groups` builds its parameter groups from fastai's groups, with
 the decay / no-decay split `Learner.create_opt` makes.
+
+Needs beside it: ``checks.py``, ``errors.py``, ``freeze.py``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,14 +30,9 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from transferlens._checks import is_number
-from transferlens._errors import LensError
-from transferlens._freeze import NORM_TYPES, _check_groups
-
-__all__ = ["Adam", "no_decay_parameters", "optimizer_param_groups"]
-
-#: The key, in each optimizer param group, of the fastai group it belongs to.
-GROUP_INDEX = "group_index"
+from .checks import GROUP_INDEX, check_non_negative_float, is_number
+from .errors import LensError
+from .freeze import NORM_TYPES, _check_groups
 
 
 class Adam(Optimizer):
@@ -145,18 +143,23 @@ def _check_hypers(lr: object, betas: object, eps: object, wd: object, where: str
         prefix = f"param group {where[1:-1]}: " if where else ""
         raise LensError(f"{prefix}`{name}` must be {wanted}, got {value!r}.")
 
-    if not is_number(lr) or not float(lr) >= 0:  # type: ignore[arg-type]
-        refuse("lr", lr, "a number >= 0, e.g. 1e-3")
+    def finite(value: object, low: float, *, low_ok: bool = True) -> bool:
+        if not is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+            return False
+        return float(value) >= low if low_ok else float(value) > low  # type: ignore[arg-type]
+
+    if not finite(lr, 0):
+        refuse("lr", lr, "a finite number >= 0, e.g. 1e-3")
     if (
         not isinstance(betas, Sequence)
         or len(betas) != 2
-        or not all(is_number(b) and 0 <= float(b) < 1 for b in betas)
+        or not all(finite(b, 0) and float(b) < 1 for b in betas)
     ):
         refuse("betas", betas, "two numbers in [0, 1), (mom, sqr_mom): fastai's (0.9, 0.99)")
-    if not is_number(eps) or not float(eps) > 0:  # type: ignore[arg-type]
-        refuse("eps", eps, "a number > 0: fastai's is 1e-5")
-    if not is_number(wd) or not float(wd) >= 0:  # type: ignore[arg-type]
-        refuse("weight_decay", wd, "a number >= 0: fastai's is 0.01")
+    if not finite(eps, 0, low_ok=False):
+        refuse("eps", eps, "a finite number > 0: fastai's is 1e-5")
+    if not finite(wd, 0):
+        refuse("weight_decay", wd, "a finite number >= 0: fastai's is 0.01")
 
 
 def no_decay_parameters(model: nn.Module, with_bias: bool = True) -> list[nn.Parameter]:
@@ -238,8 +241,7 @@ def optimizer_param_groups(
         [(1, 0.01, 0), (3, 0.0, 0), (1, 0.01, 1), (1, 0.0, 1)]
     """
     _check_groups(model, groups)
-    if not is_number(wd) or not float(wd) >= 0:  # type: ignore[arg-type]
-        raise LensError(f"`wd` must be a number >= 0 (fastai's default is 0.01), got {wd!r}.")
+    wd = check_non_negative_float(wd, "wd", default=0.01)
     exempt = set() if wd_bn_bias else {id(p) for p in no_decay_parameters(model)}
     param_groups: list[dict[str, Any]] = []
     for index, group in enumerate(groups):
@@ -250,7 +252,7 @@ def optimizer_param_groups(
             )
         decay = [p for p in group if id(p) not in exempt]
         no_decay = [p for p in group if id(p) in exempt]
-        for params, rate in ((decay, float(wd)), (no_decay, 0.0)):
+        for params, rate in ((decay, wd), (no_decay, 0.0)):
             if params:
                 param_groups.append(
                     {"params": params, "weight_decay": rate, GROUP_INDEX: index}

@@ -10,6 +10,8 @@ One hierarchy, so that callers can catch everything transferlens refuses with on
 
 A failed check is not a bad input: `assert_same_outputs`, a testing helper, raises
 ``AssertionError`` when the two models differ, as ``torch.testing.assert_close`` does.
+
+Needs beside it: nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["LensError", "suggest"]
-
 
 class LensError(ValueError):
     """A bad input to transferlens. The message names the argument and the fix."""
+
+
+# Where users get it, and what a traceback prints: `transferlens.LensError`, not this module.
+LensError.__module__ = "transferlens"
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

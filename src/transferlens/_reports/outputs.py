@@ -11,12 +11,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from transferlens._checks import check_module
-from transferlens._errors import LensError
-from transferlens._eval_mode import eval_mode
-from transferlens._tables import type_name
-
-__all__ = ["assert_same_outputs"]
+from .._recipe.checks import check_module
+from .._recipe.errors import LensError
+from .._recipe.eval_mode import eval_mode
+from .tables import type_name
 
 
 def _flatten_outputs(output: object, where: str) -> list[tuple[str, torch.Tensor]]:

@@ -22,6 +22,8 @@ family: builders, cut, first parameter group:
 
 An architecture is a builder function or, as a string, a torchvision classification model name.
 (fastai reads a string as a timm name; transferlens does not.)
+
+Needs beside it: ``errors.py``.
 """
 
 from __future__ import annotations
@@ -33,21 +35,7 @@ from typing import Any
 
 from torch import nn
 
-from transferlens._errors import LensError, suggest
-
-__all__ = [
-    "IMAGENET_STATS",
-    "Arch",
-    "ArchMeta",
-    "arch_meta",
-    "arch_name",
-    "builder_meta",
-    "known_architectures",
-    "model_class_meta",
-    "resolve_arch",
-    "split_family",
-    "torchvision_builder",
-]
+from .errors import LensError, suggest
 
 Arch = str | Callable[..., Any]
 
@@ -325,7 +313,7 @@ def resolve_arch(arch: Arch) -> str:
         >>> resolve_arch("resnet1800")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        transferlens._errors.LensError: `arch` 'resnet1800' is not ... Did you mean 'resnet18', ...
+        transferlens.LensError: `arch` 'resnet1800' is not ... Did you mean 'resnet18', ...
     """
     return _check_torchvision_name(arch_name(arch), "arch")
 

@@ -30,10 +30,11 @@ from typing import Any
 
 from torch import nn
 
+from transferlens import arch_meta, create_head, freeze_to, trainable_report
+from transferlens._reports.tables import text_table  # shared with the reports
+
 from ._inspect import InspectionRefused, inspect_architecture, torchvision_names
 from ._meta_device import build_for_structure
-
-__all__ = ["TIMM_MODELS", "AtlasRow", "atlas_rows", "format_atlas", "timm_row", "torchvision_row"]
 
 #: The timm models ``--timm`` adds: popular ones from each family people fine-tune most
 #: (ConvNeXt, ViT, EfficientNet, ResNet-D, RegNet), small and large.
@@ -135,7 +136,6 @@ def torchvision_row(name: str) -> AtlasRow:
     """The atlas row of one torchvision classification builder."""
     import torchvision.models
 
-    from ._meta import arch_meta
 
     builder = torchvision.models.get_model_builder(name)
     meta = arch_meta(name)
@@ -202,7 +202,6 @@ def timm_row(name: str) -> AtlasRow:
     """
     import timm
 
-    from . import create_head, freeze_to, trainable_report
 
     built = build_for_structure(timm.create_model, model_name=name, pretrained=False, num_classes=0)
     model = built.model
@@ -237,9 +236,21 @@ def timm_row(name: str) -> AtlasRow:
     )
 
 
-def atlas_rows(with_timm: bool = False) -> list[AtlasRow]:
-    """Every torchvision classification builder's row, then (``with_timm``) ``TIMM_MODELS``."""
-    rows = [torchvision_row(name) for name in torchvision_names()]
+def atlas_rows(with_timm: bool = False, names: Sequence[str] | None = None) -> list[AtlasRow]:
+    """Every torchvision classification builder's row, then (``with_timm``) ``TIMM_MODELS``.
+
+    Args:
+        with_timm: Add the rows of ``TIMM_MODELS`` (timm must be installed).
+        names: Only these torchvision models, in this order (default: all of them).
+
+    Returns:
+        One `AtlasRow` per model.
+
+    Examples:
+        >>> [(row.name, row.cut, row.splitter) for row in atlas_rows(names=["resnet18"])]
+        [('resnet18', -2, '_resnet_split')]
+    """
+    rows = [torchvision_row(name) for name in (torchvision_names() if names is None else names)]
     if with_timm:
         rows += [timm_row(name) for name in TIMM_MODELS]
     return rows
@@ -315,7 +326,16 @@ def _summary(rows: Sequence[AtlasRow]) -> str:
 
 
 def format_atlas(rows: Sequence[AtlasRow], fmt: str) -> str:
-    """The rows as ``"text"`` (grouped by family), ``"markdown"`` or ``"json"``."""
+    """The rows as ``"text"`` (grouped by family), ``"markdown"`` or ``"json"``.
+
+    Examples:
+        >>> print(format_atlas(atlas_rows(names=["resnet18"]), "json"))  # doctest: +ELLIPSIS
+        [
+          {
+            "name": "resnet18",
+            "library": "torchvision",
+        ...
+    """
     if fmt == "json":
         return json.dumps([row.to_dict() for row in rows], indent=2) + "\n"
     families: dict[tuple[str, str], list[AtlasRow]] = {}
@@ -328,7 +348,6 @@ def format_atlas(rows: Sequence[AtlasRow], fmt: str) -> str:
             for row in members:
                 lines.append(f"| {library} {family} | " + " | ".join(_cells(row)) + " |")
         return "\n".join([*lines, "", _summary(rows)]) + "\n"
-    from ._tables import text_table
 
     for (library, family), members in families.items():
         lines.append(f"{library} {family}")

@@ -3,6 +3,8 @@ to do, and raises `LensError` when the value does not fit.
 
 Each ``check_*`` function returns the value it checked (converted to the plain Python type where
 that helps), so callers write ``n = check_positive_int(n, "n")``.
+
+Needs beside it: ``errors.py``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ import numbers
 
 from torch import nn
 
-from transferlens._errors import LensError
+from .errors import LensError
 
-__all__ = [
-    "check_module",
-    "check_positive_float",
-    "check_positive_int",
-    "is_count",
-    "is_number",
-]
+#: The key, in each ``torch.optim`` param group, of the fastai parameter group it belongs to:
+#: ``optim.optimizer_param_groups`` writes it (a fastai group may become two param groups, with
+#: and without weight decay), ``scheduler.OneCycleScheduler`` and ``train.fine_tune`` read it.
+GROUP_INDEX = "group_index"
 
 
 def is_number(value: object) -> bool:
@@ -64,8 +63,8 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
         >>> check_positive_int(0, "epochs")
         Traceback (most recent call last):
         ...
-        transferlens._errors.LensError: `epochs` must be a positive integer, got 0. Pass e.g. `epochs=1`.
-    """  # noqa: E501
+        transferlens.LensError: `epochs` must be a positive integer, got 0. Pass e.g. `epochs=1`.
+    """
     smallest = 0 if allow_zero else 1
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < smallest:
         wanted = "a non-negative integer" if allow_zero else "a positive integer"
@@ -73,12 +72,14 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
     return int(value)
 
 
-def check_positive_float(value: object, name: str) -> float:
+def check_positive_float(value: object, name: str, *, where: str | None = None) -> float:
     """Return ``value`` as a float, or raise `LensError` unless it is a positive finite number.
 
     Args:
-        value: The argument's value.
+        value: The argument's value (or one element of it).
         name: The argument's name, as the caller spells it.
+        where: Which part of the argument ``value`` is (``"`lr[1]`"``, ``"the slice's stop"``),
+            when it is not the whole argument.
 
     Returns:
         ``float(value)``.
@@ -89,12 +90,49 @@ def check_positive_float(value: object, name: str) -> float:
     Examples:
         >>> check_positive_float(1, "div")
         1.0
-    """
+        >>> check_positive_float(float("inf"), "lr", where="the slice's stop")
+        Traceback (most recent call last):
+        ...
+        transferlens.LensError: `lr` must hold positive finite numbers, but the slice's stop is inf. Pass a number greater than 0, e.g. 1e-3.
+    """  # noqa: E501
     if not is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
+        if where is None:
+            raise LensError(
+                f"`{name}` must be a positive finite number, got {value!r}. "
+                "Pass a number greater than 0, e.g. 1e-3."
+            )
         raise LensError(
-            f"`{name}` must be a positive finite number, got {value!r}. "
-            f"Pass a number greater than 0."
+            f"`{name}` must hold positive finite numbers, but {where} is {value!r}. "
+            "Pass a number greater than 0, e.g. 1e-3."
         )
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_non_negative_float(value: object, name: str, *, default: float | None = None) -> float:
+    """Return ``value`` as a float, or raise `LensError` unless it is a finite number >= 0.
+
+    Args:
+        value: The argument's value.
+        name: The argument's name, as the caller spells it.
+        default: fastai's default for the argument, named in the message.
+
+    Returns:
+        ``float(value)``.
+
+    Raises:
+        LensError: ``value`` is not a number (bools are not), is not finite, or is below 0.
+
+    Examples:
+        >>> check_non_negative_float(0, "wd")
+        0.0
+        >>> check_non_negative_float(float("inf"), "wd", default=0.01)
+        Traceback (most recent call last):
+        ...
+        transferlens.LensError: `wd` must be a finite number >= 0 (fastai's default is 0.01), got inf.
+    """  # noqa: E501
+    if not is_number(value) or not math.isfinite(float(value)) or float(value) < 0:  # type: ignore[arg-type]
+        hint = "" if default is None else f" (fastai's default is {default})"
+        raise LensError(f"`{name}` must be a finite number >= 0{hint}, got {value!r}.")
     return float(value)  # type: ignore[arg-type]
 
 

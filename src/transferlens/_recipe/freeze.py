@@ -8,6 +8,8 @@ the biases of convolutions and linear layers.
 ``Learner.freeze_to`` (``fastai/learner.py``) also ends with ``self.opt.clear_state()``: every
 ``freeze()`` and ``unfreeze()`` throws away the optimizer's moment estimates and step counts, so
 each phase of ``fine_tune`` starts Adam afresh. Pass ``optimizer=`` to do the same here.
+
+Needs beside it: ``errors.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlens._errors import LensError
-
-__all__ = ["NORM_TYPES", "freeze", "freeze_to", "is_norm", "unfreeze"]
+from .errors import LensError
 
 #: The normalization layers fastai keeps training with ``train_bn``: exactly
 #: ``fastai.torch_core.norm_types``. GroupNorm and SyncBatchNorm are not among them.

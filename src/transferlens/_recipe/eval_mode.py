@@ -1,4 +1,7 @@
-"""Run a model in eval mode for a moment, then give every module its training flag back."""
+"""Run a model in eval mode for a moment, then give every module its training flag back.
+
+Needs beside it: nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from torch import nn
-
-__all__ = ["eval_mode"]
 
 
 @contextmanager

@@ -17,30 +17,32 @@ the cut that keeps the most children and still runs on a 224 px image.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._errors import LensError, suggest
-from ._eval_mode import eval_mode
+from transferlens import (
+    LensError,
+    TrainableReport,
+    arch_meta,
+    create_body,
+    create_head,
+    default_cut,
+    discriminative_lrs,
+    eval_mode,
+    freeze_to,
+    has_pool_type,
+    module_diff,
+    param_groups,
+    trainable_report,
+)
+
 from ._meta_device import Built, build_for_structure, shape_memo
-
-if TYPE_CHECKING:
-    from ._trainable import TrainableReport
-
-__all__ = [
-    "CUT_OPTION",
-    "Inspection",
-    "InspectionRefused",
-    "Refusal",
-    "inspect_architecture",
-    "parse_cut",
-    "torchvision_names",
-]
 
 #: How the refusals name the cut: the CLI's option (a library caller could pass ``cut``).
 CUT_OPTION = "--cut"
@@ -118,6 +120,12 @@ def torchvision_names() -> list[str]:
     import torchvision.models
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def suggest(name: str, choices: Sequence[str]) -> str:
+    """``" Did you mean 'avgpool'?"`` for a misspelt name among ``choices`` (or ``""``)."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def parse_cut(text: str) -> int | str:
@@ -314,21 +322,13 @@ def inspect_architecture(
     Raises:
         InspectionRefused: fastai cannot build the model (see ``Refusal``).
         LensError: A bad argument.
+
+    Examples:
+        >>> found = inspect_architecture("resnet18", n_out=37)
+        >>> found.cut, found.cut_source, found.n_features, found.splitter
+        (-2, 'model_meta', 512, '_resnet_split')
     """
     import torchvision.models
-
-    from . import (
-        create_body,
-        create_head,
-        default_cut,
-        discriminative_lrs,
-        freeze_to,
-        has_pool_type,
-        module_diff,
-        param_groups,
-        trainable_report,
-    )
-    from ._meta import arch_meta
 
     name = _resolve_name(arch)
     built = build_for_structure(torchvision.models.get_model_builder(name), weights=None)

@@ -10,11 +10,9 @@ from typing import Literal
 
 from torch import nn
 
-from transferlens._checks import check_module
-from transferlens._errors import LensError
-from transferlens._tables import html_table, type_name
-
-__all__ = ["DiffEntry", "ModuleDiff", "module_diff"]
+from .._recipe.checks import check_module
+from .._recipe.errors import LensError
+from .tables import html_table, type_name
 
 # Reprs of some modules (a fastai ``Lambda``) contain a function's memory address.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")

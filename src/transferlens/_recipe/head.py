@@ -4,6 +4,8 @@
 same layers in the same order, so the two ``state_dict()`` have the same keys and shapes and a
 fastai head's weights load into ours unchanged. The building blocks are the three small fastai
 layers it uses: ``AdaptiveConcatPool2d``, ``Flatten`` and ``SigmoidRange``.
+
+Needs beside it: ``checks.py``, ``errors.py``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from transferlens._checks import is_count, is_number
-from transferlens._errors import LensError
-
-__all__ = ["AdaptiveConcatPool2d", "Flatten", "SigmoidRange", "create_head"]
+from .checks import is_count, is_number
+from .errors import LensError
 
 
 class AdaptiveConcatPool2d(nn.Module):

@@ -13,13 +13,10 @@ from typing import Any, Literal
 
 from torch import nn
 
-from transferlens._checks import check_module
-from transferlens._errors import LensError
-from transferlens._freeze import NORM_TYPES
-from transferlens._tables import format_lr, format_shape, html_table, status, text_table, type_name
-
-__all__ = ["GroupState", "TrainableReport", "TrainableRow", "trainable_report"]
-
+from .._recipe.checks import check_module
+from .._recipe.errors import LensError
+from .._recipe.freeze import NORM_TYPES
+from .tables import format_lr, format_shape, html_table, status, text_table, type_name
 
 GroupState = Literal["frozen", "trainable", "partly frozen", "ungrouped"]
 

@@ -8,11 +8,13 @@ state, as ``Learner.freeze_to`` does), `Adam` (fastai's optimizer, op for op) ov
 `optimizer_param_groups` (fastai's weight-decay exemptions), and a `OneCycleScheduler` per phase
 playing `fine_tune_plan`. On the same starting weights and the same batches, on the CPU, the
 trained weights and BatchNorm statistics equal fastai's bit for bit.
+
+Needs beside it: ``checks.py``, ``errors.py``, ``fine_tune_plan.py``, ``freeze.py``,
+``one_cycle.py``, ``optim.py``, ``scheduler.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +22,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlens._checks import check_module, is_number
-from transferlens._errors import LensError
-from transferlens._freeze import _check_groups, freeze_to
-from transferlens._optim import Adam, optimizer_param_groups
-from transferlens._schedule import OneCycleScheduler, fine_tune_plan
-
-__all__ = ["BatchRecord", "fine_tune"]
+from .checks import GROUP_INDEX, check_module, check_non_negative_float
+from .errors import LensError
+from .fine_tune_plan import (
+    DEFAULT_BASE_LR,
+    DEFAULT_DIV,
+    DEFAULT_FREEZE_EPOCHS,
+    DEFAULT_LR_MULT,
+    DEFAULT_PCT_START,
+    fine_tune_plan,
+)
+from .freeze import _check_groups, freeze_to
+from .one_cycle import DEFAULT_MOMS
+from .optim import Adam, optimizer_param_groups
+from .scheduler import OneCycleScheduler
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,13 @@ def fine_tune(
     epochs: int,
     *,
     loss_func: Callable[..., torch.Tensor] | None = None,
-    base_lr: float = 2e-3,
-    freeze_epochs: int = 1,
-    lr_mult: float = 100,
-    pct_start: float = 0.3,
-    div: float = 5.0,
+    base_lr: float = DEFAULT_BASE_LR,
+    freeze_epochs: int = DEFAULT_FREEZE_EPOCHS,
+    lr_mult: float = DEFAULT_LR_MULT,
+    pct_start: float = DEFAULT_PCT_START,
+    div: float = DEFAULT_DIV,
     wd: float = 0.01,
-    moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    moms: tuple[float, float, float] = DEFAULT_MOMS,
     train_bn: bool = True,
     device: torch.device | str | None = None,
 ) -> list[BatchRecord]:
@@ -133,8 +142,7 @@ def fine_tune(
             f"`loss_func` must be callable as loss_func(outputs, targets), got "
             f"{type(loss_func).__name__}. Leave it out for nn.CrossEntropyLoss()."
         )
-    if not is_number(wd) or not math.isfinite(float(wd)) or float(wd) < 0:
-        raise LensError(f"`wd` must be a number >= 0 (fastai's default is 0.01), got {wd!r}.")
+    wd = check_non_negative_float(wd, "wd", default=0.01)
     plan = fine_tune_plan(
         epochs,
         steps_per_epoch,
@@ -225,6 +233,6 @@ def _record(
     lrs: list[float] = [0.0] * n_groups
     moms: list[float] = [0.0] * n_groups
     for group in optimizer.param_groups:
-        lrs[group["group_index"]] = float(group["lr"])
-        moms[group["group_index"]] = float(group["betas"][0])
+        lrs[group[GROUP_INDEX]] = float(group["lr"])
+        moms[group[GROUP_INDEX]] = float(group["betas"][0])
     return BatchRecord(phase, epoch, tuple(lrs), tuple(moms), float(loss.detach().item()))

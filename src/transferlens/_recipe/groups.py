@@ -9,16 +9,16 @@ Everything else, ResNeXt, wide ResNets and VGGs without batch norm included, get
 
 An architecture is a builder function or, as a string, a torchvision model name. (fastai reads a
 string as a timm name; transferlens does not.)
+
+Needs beside it: ``errors.py``, ``meta.py``.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from transferlens._errors import LensError
-from transferlens._meta import Arch, ArchMeta, arch_meta, arch_name
-
-__all__ = ["param_groups"]
+from .errors import LensError
+from .meta import Arch, ArchMeta, arch_meta, arch_name
 
 
 def _check_body_and_head(model: nn.Module) -> None:
@@ -70,7 +70,7 @@ def param_groups(model: nn.Module, arch: Arch) -> list[list[nn.Parameter]]:
         >>> param_groups(efficientnet, resnet18)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        transferlens._errors.LensError: `model` does not fit `arch` 'resnet18': ...
+        transferlens.LensError: `model` does not fit `arch` 'resnet18': ...
     """
     _check_body_and_head(model)
     meta = arch_meta(arch)

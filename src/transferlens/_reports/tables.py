@@ -1,12 +1,16 @@
 """The table formatting the reports share: aligned text, HTML, and how shapes, rates and
-``requires_grad`` are written in them."""
+``requires_grad`` are written in them.
+
+The inspector's output (``transferlens inspect``, ``atlas``) uses it too, so that both print
+alike: the one private module the inspector imports (``tests/test_layers.py``).
+
+Needs beside it: nothing.
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-
-__all__ = ["format_lr", "format_shape", "html_table", "status", "text_table", "type_name"]
 
 
 def type_name(module: object) -> str:

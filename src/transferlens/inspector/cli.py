@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._errors import LensError
+from transferlens import LensError
+from transferlens._reports.tables import format_lr  # shared with the reports
 
 if TYPE_CHECKING:  # the command imports torch and torchvision only when it runs
     from ._inspect import Inspection, Refusal
@@ -182,8 +183,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _format_lr(lr: float) -> str:
-    from ._tables import format_lr
-
     return format_lr(lr)
 
 
@@ -333,7 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         2 for a bad argument, 3 when fastai cannot build the architecture as asked.
 
     Examples:
-        >>> main(["inspect", "resnet18", "--format", "json"])  # doctest: +SKIP
+        >>> main(["inspect", "resnet18", "--format", "json"])  # doctest: +ELLIPSIS
+        {
+          "arch": "resnet18",
+          "status": "ok",
+        ...
         0
     """
     parser = _build_parser()

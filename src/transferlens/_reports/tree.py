@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from transferlens._checks import check_module
-from transferlens._tables import format_shape, status, type_name
-
-__all__ = ["ParameterRow", "ParameterTree", "parameter_tree"]
+from .._recipe.checks import check_module
+from .tables import format_shape, status, type_name
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,6 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-__all__ = ["Built", "build_for_structure", "empty_weights", "shape_memo"]
-
 
 class _Spec:
     """The metadata of one meta tensor an operation returned."""
