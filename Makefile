@@ -21,12 +21,16 @@ help:
 
 venv: $(VENV)/.installed
 
-# Reinstall when the dependencies change. Python 3.11 and pip: torch and torchvision come from
-# local wheels on these machines (uv and poetry would download ~3 GB instead).
-$(VENV)/.installed: pyproject.toml
+# Reinstall when the dependencies or their pinned versions change. Python 3.11 and pip: torch
+# and torchvision come from local wheels on these machines (uv and poetry would download ~3 GB
+# instead). CONSTRAINTS: the exact versions (constraints/dev.txt, see its header); the test
+# workflow's oldest row passes a file with its own pins instead (pip refuses two pins of one name).
+# `{ ...; }` around the filter keeps pip's exit status, so a failed install fails make.
+CONSTRAINTS ?= constraints/dev.txt
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
-	$(PY) -m pip install -q -e ".[test,docs,browser]" 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --upgrade pip 2>&1 | { $(PIP_QUIET); }
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[test,docs,browser]" 2>&1 | { $(PIP_QUIET); }
 	@touch $@
 
 # Unit tests and every page, in parallel across the cores.

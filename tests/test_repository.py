@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.ipynb"))
@@ -217,6 +224,146 @@ def test_workflows_keep_credentials_and_permissions_minimal() -> None:
     steps = [step for *_, step in _workflow_steps()]
     checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
     assert checkouts and all(s["with"]["persist-credentials"] is False for s in checkouts)
+
+
+# Releases PyPI marks as yanked (pip never picks them for a range, so no row may pin them).
+KNOWN_YANKED = {"fastai": {"2.8.0"}}  # "Compatibility issue"
+# Development extras that keep an upper bound, each with its reason beside it in pyproject.toml.
+DEV_CAPS_WITH_A_REASON = {"fastai", "mkdocs", "nbmake"}
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _requirements(*extras: str) -> list[Requirement]:
+    """pyproject.toml's requirements: the library's and those of ``extras`` (all if none)."""
+    project = _project()
+    optional = project["optional-dependencies"]
+    lines = project["dependencies"] + [line for e in extras or optional for line in optional[e]]
+    return [Requirement(line) for line in lines]
+
+
+def _lower_bounds_only(specifier: SpecifierSet) -> bool:
+    return all(s.operator == ">=" for s in specifier)
+
+
+def _pins(lines: list[str]) -> dict[str, Version]:
+    pins = {}
+    for line in lines:
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", line)
+        assert match, f"{line!r}: pin one release, name==version"
+        name = canonicalize_name(match[1])
+        assert name not in pins, f"{name} pinned twice"
+        pins[name] = Version(match[2])
+    return pins
+
+
+def _dev_constraints() -> dict[str, Version]:
+    text = (ROOT / "constraints/dev.txt").read_text()
+    return _pins([line for line in text.splitlines() if line and not line.startswith("#")])
+
+
+def _test_matrix() -> dict[str, dict]:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
+    return {row["deps"]: row for row in workflow["jobs"]["test"]["strategy"]["matrix"]["include"]}
+
+
+def test_metadata_caps_neither_python_nor_torch() -> None:
+    """Users install transferlens beside their own torch: its metadata states lower bounds only."""
+    python = SpecifierSet(_project()["requires-python"])
+    assert _lower_bounds_only(python), f"requires-python = {python}: no upper bound"
+    for requirement in _requirements("vision", "cli"):
+        assert _lower_bounds_only(requirement.specifier), f"{requirement}: lower bounds only"
+    for requirement in _requirements():
+        if requirement.name in ("torch", "torchvision"):
+            assert _lower_bounds_only(requirement.specifier), f"{requirement}: not even for tests"
+    capped = {r.name for r in _requirements("test", "docs", "browser")
+              if not _lower_bounds_only(r.specifier)}  # fmt: skip
+    assert capped <= DEV_CAPS_WITH_A_REASON, (
+        f"{capped - DEV_CAPS_WITH_A_REASON}: exact versions go in constraints/dev.txt; a cap "
+        "needs its reason in pyproject.toml and a place in DEV_CAPS_WITH_A_REASON"
+    )
+
+
+def test_dev_constraints_pin_every_package_within_the_metadata() -> None:
+    pins = _dev_constraints()
+    assert {"torch", "torchvision", "fastai", "pip", "setuptools"} <= set(pins)
+    assert "transferlens" not in pins  # the checkout itself is installed editable
+    for requirement in _requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is required but constraints/dev.txt does not pin it"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: {requirement}"
+    for name, versions in KNOWN_YANKED.items():
+        assert str(pins[name]) not in versions, f"{name}=={pins[name]} is yanked"
+
+
+def test_the_oldest_row_pins_the_lower_bounds_and_the_newest_row_the_dev_constraints() -> None:
+    rows = _test_matrix()
+    assert set(rows) == {"newest", "oldest"}
+    assert rows["newest"]["pins"] == ""  # make venv alone: constraints/dev.txt
+    oldest = _pins(rows["oldest"]["pins"].split())
+    assert set(oldest) == {"torch", "torchvision", "fastai"}
+    requirements = _requirements()
+    for name, version in oldest.items():
+        assert str(version) not in KNOWN_YANKED.get(name, set()), f"{name}=={version} is yanked"
+        specifiers = [r.specifier for r in requirements if canonicalize_name(r.name) == name]
+        assert specifiers and all(s.contains(version) for s in specifiers), (name, specifiers)
+        bound = max(Version(s.version) for spec in specifiers for s in spec if s.operator == ">=")
+        assert version == bound, f"{name}=={version}: the oldest row pins the lower bound"
+    python = SpecifierSet(_project()["requires-python"])
+    python_bound = max(Version(s.version) for s in python if s.operator == ">=")
+    assert Version(rows["oldest"]["python"]) == python_bound, f"oldest Python: {python_bound}"
+    (install,) = [s for *_, s in _workflow_steps() if s.get("name") == "Install"]
+    assert "pip install" not in install["run"], "install the pins with make venv, not after it"
+    assert install["env"]["PINS"] == "${{ matrix.pins }}" and "CONSTRAINTS=" in install["run"]
+
+
+def _make_venv_dry_run(venv: Path, *variables: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    return subprocess.run(
+        ["make", "-n", f"VENV={venv}", *variables, "venv"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_make_venv_installs_the_dev_constraints_and_reinstalls_when_they_change(
+    tmp_path: Path,
+) -> None:
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    installed = venv / ".installed"
+    installed.touch()
+    os.utime(installed, (0, 0))  # older than everything: make venv installs
+    assert '-c constraints/dev.txt -e ".[test,docs,browser]"' in _make_venv_dry_run(venv)
+    constraints = tmp_path / "pins.txt"
+    constraints.touch()
+    now = time.time()
+    os.utime(installed, (now + 3600, now + 3600))  # newer than pyproject.toml and the pins
+    assert "pip install" not in _make_venv_dry_run(venv, f"CONSTRAINTS={constraints}")
+    os.utime(constraints, (now + 7200, now + 7200))  # the pins changed since
+    out = _make_venv_dry_run(venv, f"CONSTRAINTS={constraints}")
+    assert f'-c {constraints} -e ".[test,docs,browser]"' in out
+
+
+def test_readme_versions_are_what_the_workflow_tests() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Versions\n") :].split("\n## ")[0]
+    table = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+    header, rows = table[0], {row[0].split()[0].lower(): row for row in table[1:]}
+    newest = header.index("Tested, newest (`constraints/dev.txt`)")
+    oldest = header.index("Tested, oldest (GitHub workflow)")
+    matrix = _test_matrix()
+    dev, pins = _dev_constraints(), _pins(matrix["oldest"]["pins"].split())
+    for name in ("torch", "torchvision", "fastai"):
+        assert rows[name][newest] == str(dev[name]), f"README: {name} newest is {dev[name]}"
+        assert rows[name][oldest] == str(pins[name]), f"README: {name} oldest is {pins[name]}"
+    assert rows["python"][newest] == matrix["newest"]["python"]
+    assert rows["python"][oldest] == matrix["oldest"]["python"]
 
 
 def test_dependabot_updates_actions_and_pip() -> None:
