@@ -14,7 +14,7 @@ PIP_QUIET := grep -v -e 'is ignored: it is neither a file nor a directory' || tr
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 8000
 
-.PHONY: venv test test-pages site serve test-browser bench lint clean help
+.PHONY: venv test test-pages test-colab site serve test-browser bench lint clean help
 
 help:
 	@sed -n '2,6p' Makefile | sed 's/^# //'
@@ -40,6 +40,11 @@ test: venv
 # Only the pages (used to check determinism: two runs must give the same outputs).
 test-pages: venv
 	$(PY) -m pytest -n $(JOBS) --dist load docs
+
+# Every page as a Colab user meets it: a fresh venv with only torch, torchvision, fastai, timm,
+# matplotlib and ipykernel; each page's own first cell installs transferlens (from this checkout).
+test-colab: venv
+	$(PY) tools/colab_check.py
 
 site: venv
 	$(PY) tools/build_site.py --jobs $(JOBS)
