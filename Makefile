@@ -37,9 +37,10 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 test: venv
 	$(PY) -m pytest -n $(JOBS) --dist load
 
-# Only the pages (used to check determinism: two runs must give the same outputs).
+# Only the pages, each compared with a run of identical inputs (the copy `make test` published
+# under the same key, else a second execution): fails if any output differs.
 test-pages: venv
-	$(PY) -m pytest -n $(JOBS) --dist load docs
+	$(PY) -m pytest -n $(JOBS) --dist load --check-determinism docs
 
 # Every page as a Colab user meets it: a fresh venv with only torch, torchvision, fastai, timm,
 # matplotlib and ipykernel; each page's own first cell installs transferlens (from this checkout).

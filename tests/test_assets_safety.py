@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from transferlens.tutorial import AssetError, use_assets
+from transferlens.tutorial import AssetError, file_lock, use_assets, write_atomically
 from transferlens.tutorial import _assets as assets_module
-from transferlens.tutorial._files import file_lock, write_atomically
 
 IMAGES = Path("fastai", "data", "oxford-iiit-pet", "images")
 WEIGHTS = Path("torch", "hub", "checkpoints", "resnet18-f37072fd.pth")
@@ -304,7 +303,7 @@ sys.modules["msvcrt"] = types.SimpleNamespace(
     LK_LOCK=1, LK_UNLCK=0, locking=lambda fd, mode, n: calls.append((mode, n))
 )
 import transferlens.tutorial
-from transferlens.tutorial._files import file_lock
+from transferlens.tutorial import file_lock
 from pathlib import Path
 with file_lock(Path({str(tmp_path)!r}) / "lock", shared=True):
     calls.append("inside")

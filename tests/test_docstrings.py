@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 import pkgutil
 from types import ModuleType
 
@@ -36,7 +37,7 @@ def _defining_module(obj: object) -> str:
         name = getattr(obj, "__name__", "")
         if package._EXPORTS.get(name) and getattr(package, name) is obj:
             return f"{package.__name__}.{package._EXPORTS[name]}"
-    globals_ = getattr(obj, "__globals__", None)
+    globals_ = getattr(inspect.unwrap(obj), "__globals__", None)  # past @contextmanager
     if globals_ is None:
         methods = [v for v in vars(obj).values() if hasattr(v, "__globals__")]
         globals_ = methods[0].__globals__ if methods else {"__name__": obj.__module__}

@@ -6,7 +6,8 @@
 2. executes the pages whose executed copy is missing or stale (tools/pagecache.py says what a
    copy depends on) through the same pytest + nbmake run as ``make test``, so a page is
    executed once whether the test suite or the site asked for it;
-3. skips MkDocs entirely when nothing that the site is made of changed since the last build;
+3. skips MkDocs entirely when nothing that the site is made of changed since the last build
+   (``pagecache.site_stamp``: the page keys, the site's other inputs and the report);
 4. else builds into a temporary folder with ``mkdocs build --strict`` and swaps it into site/
    only on success: a failed build leaves the previous site/ in place.
 """
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -26,9 +26,8 @@ import pagecache
 
 ROOT = pagecache.ROOT
 SITE = ROOT / "site"
+# In the built site: the pagecache.site_stamp of what it was built from.
 STAMP_NAME = ".transferlens-build"
-# Besides the executed pages, the site is made of these (relative to the repo root).
-SITE_INPUTS = ("mkdocs.yml", "docs", "overrides", "tools/mkdocs_hooks.py", "tools/pagecache.py")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("every page has an up-to-date executed copy: executing nothing")
 
-    stamp = _site_fingerprint(mode)
+    stamp = pagecache.site_stamp(mode)
     stamp_file = args.site_dir / STAMP_NAME
     if stamp_file.is_file() and stamp_file.read_text() == stamp:
         print(f"{_rel(args.site_dir)}/ is up to date ({time.perf_counter() - started:.1f} s)")
@@ -88,23 +87,6 @@ def _execute(stale: list[Path], jobs: int) -> int:
         command += ["-n", str(workers)]
     command += [str(p.relative_to(ROOT)) for p in stale]
     return subprocess.run(command, cwd=ROOT).returncode
-
-
-def _site_fingerprint(mode: str) -> str:
-    """Everything the built site is made of: inputs, executed pages, the report, the package."""
-    digest = hashlib.sha256(mode.encode())
-    digest.update(pagecache.source_fingerprint().encode())
-    digest.update(pagecache.dependency_fingerprint().encode())
-    paths: list[Path] = []
-    for name in SITE_INPUTS:
-        path = ROOT / name
-        paths += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    paths += sorted(pagecache.EXECUTED.rglob("*.ipynb"))
-    paths.append(pagecache.REPORT)
-    for path in paths:
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes() if path.is_file() else b"-")
-    return digest.hexdigest()
 
 
 def _rel(path: Path) -> str:

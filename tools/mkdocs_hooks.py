@@ -1,9 +1,9 @@
 """MkDocs hooks: render the executed pages that were tested, never the bare notebooks.
 
 - Each ``docs/*.ipynb`` page is swapped for its executed copy in ``build/executed/`` (written by
-  the test run, see tools/pages_plugin.py). A page with no copy, or a copy made from other inputs
-  (its cache key no longer matches), stops the build: run ``make site``, which executes exactly
-  the stale pages first.
+  the test run, see tools/pagerun.py). A page with no copy, or a copy made from other inputs
+  (``pagecache.stale_pages``, the check ``make site`` runs before building), stops the build:
+  run ``make site``, which executes exactly the stale pages first.
 - ``extra.assets_mode`` is set from the executed pages, so the theme shows the stand-in notice.
 - ``execution-report.md`` is generated from ``build/execution.json``.
 """
@@ -31,37 +31,35 @@ REPORT_PAGE = "execution-report.md"
 
 @event_priority(-100)  # after mkdocs-jupyter has wrapped the notebook files (see below)
 def on_files(files: Files, config: Any) -> Files:
-    modes = set()
-    source, deps = pagecache.source_fingerprint(), pagecache.dependency_fingerprint()
-    for file in list(files):
-        if not file.src_uri.endswith(".ipynb"):
-            continue
+    notebooks = [file for file in files if file.src_uri.endswith(".ipynb")]
+    stamps = {}
+    for file in notebooks:
         page = Path(file.abs_src_path)
-        executed = pagecache.executed_path(page)
-        try:
-            meta = json.loads(executed.read_text(encoding="utf-8"))["metadata"][
-                pagecache.METADATA_KEY
-            ]
-        except (OSError, ValueError, KeyError) as err:
+        stamps[page] = pagecache.read_stamp(page)
+        if stamps[page] is None:
             raise PluginError(
                 f"{pagecache.page_name(page)} has no executed copy in build/executed/. "
                 "Run `make site` (or `make test`) to execute it first."
-            ) from err
-        if meta.get("key") != pagecache.page_key(page, meta["assets"], source=source, deps=deps):
-            raise PluginError(
-                f"the executed copy of {pagecache.page_name(page)} is out of date (the page, "
-                "transferlens or an installed package changed). Run `make site`."
             )
-        modes.add(meta["assets"])
-        # Set on the object mkdocs-jupyter renders: its NotebookFile wrapper does not delegate
-        # abs_src_path to the File it wraps, so this must run after its on_files.
-        file.abs_src_path = str(executed)
+    modes = {stamp["assets"] for stamp in stamps.values()}
     if len(modes) > 1:
         raise PluginError(
             f"pages were executed with different asset modes ({sorted(modes)}). Run `make site` "
             "with one TRANSFERLENS_ASSETS value."
         )
-    config.extra["assets_mode"] = modes.pop() if modes else "unknown"
+    mode = modes.pop() if modes else "unknown"
+    stale = pagecache.stale_pages(mode, among=stamps)  # make site's own staleness check
+    if stale:
+        names = ", ".join(pagecache.page_name(page) for page in stale)
+        raise PluginError(
+            f"the executed copy of {names} is out of date (the page, transferlens or an "
+            "installed package changed). Run `make site`."
+        )
+    for file in notebooks:
+        # Set on the object mkdocs-jupyter renders: its NotebookFile wrapper does not delegate
+        # abs_src_path to the File it wraps, so this must run after its on_files.
+        file.abs_src_path = str(pagecache.executed_path(Path(file.abs_src_path)))
+    config.extra["assets_mode"] = mode
     files.append(File.generated(config, REPORT_PAGE, content=_report_markdown()))
     return files
 

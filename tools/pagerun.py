@@ -1,33 +1,39 @@
-"""One page run: nbmake executes the page; this module publishes, measures and checks it.
+"""One page run, from collection to the published copy.
 
-``pages_plugin`` registers this module as a pytest plugin only when a run executes pages, so a
-unit-test run never imports it. It builds on nbmake's own classes:
+``pages_plugin`` registers this module as a pytest plugin only for runs that execute pages.
 
-- ``PageItem`` is nbmake's ``NotebookItem`` (swapped in after nbmake has collected, through
-  pytest's ``pytest_collection_modifyitems`` hook); its ``runtest`` runs a ``PageRun``;
-- ``PageRun`` is nbmake's ``NotebookRun``: nbmake executes the page as it always does, then the
-  run coalesces stream outputs, checks stderr and determinism, publishes the executed notebook
-  to ``build/executed/`` and records seconds and peak memory;
-- ``PageClient`` is nbclient's ``NotebookClient`` with serialised kernel starts and a
-  peak-memory reading per cell.
+1. nbmake collects each page as its own ``NotebookItem``; nothing here changes collection.
+2. ``pytest_runtest_call`` wraps that item's run. While nbmake runs the page, its
+   ``NotebookRun`` builds its nbclient client as a ``PageClient`` (``page_clients``): the
+   kernel starts under a lock shared by all processes, a kernel that dies on start is started
+   again, and the kernel's peak memory is read after every cell.
+3. After nbmake has executed the page (passed or failed), the executed notebook is the client's
+   ``nb``. Its stream outputs are coalesced; a page that wrote to stderr fails; its outputs are
+   compared with a run of identical inputs, naming the first cell that differs: the copy of the
+   same key in build/executed/ (``make test``: when there is one), else, with
+   ``--check-determinism`` (``make test-pages``), a second execution of the page.
+4. A passing page is published to build/executed/ stamped with its cache key (``pagecache``); a
+   failing page's copy is removed, so the site cannot publish a stale one. Seconds, the kernel's
+   peak RSS and the number of asserts go to build/execution/<page>.json.
+5. At the end of the run, build/execution.json and the table (``pytest_terminal_summary``).
 
-nbmake has no public way to choose the ``NotebookClient`` it builds, so ``nbmake_client`` is the
-one private hook: it is the only code that touches nbmake's module globals, it fails the page
-with a clear message when nbmake stops building its client through it, and
-``tests/test_pages_plugin.py`` checks nbmake's interface so an nbmake upgrade that breaks it
-fails there first.
+nbmake has no public way to choose its client, so ``page_clients`` replaces the module global
+``nbmake.nb_run.NotebookClient`` for one run: the one private touch point into nbmake. It fails
+the page with a clear message when nbmake stops building its client through that name, and
+``tests/test_pages_plugin.py`` checks nbmake's interface, so an nbmake upgrade that breaks it
+fails there first. Failures are raised as nbmake's own ``NotebookFailedException``, so nbmake
+reports them as it reports a failing cell.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import fcntl
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,115 +45,176 @@ from nbmake import nb_run
 from nbmake.nb_result import NotebookError, NotebookResult
 from nbmake.pytest_items import NotebookFailedException, NotebookItem
 
+from transferlens.tutorial import file_lock
+
 KERNEL_START_ATTEMPTS = 3
+KERNEL_START_LOCK = pagecache.BUILD / ".kernel-start.lock"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run each page nbmake collected as a ``PageItem`` (same node id, same parent)."""
-    for index, item in enumerate(items):
-        if type(item) is NotebookItem:
-            page = PageItem.from_parent(item.parent, filename=item.filename)
-            page.own_markers = item.own_markers
-            page.keywords.update(item.keywords)
-            items[index] = page
+# --- one page run -------------------------------------------------------------------------------
 
 
-class PageItem(NotebookItem):
-    """nbmake's notebook test item, running a ``PageRun`` instead of a plain ``NotebookRun``."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Run nbmake's item, then check, publish and record the page (see the module docstring)."""
+    if not isinstance(item, NotebookItem):
+        return (yield)
+    page = Path(item.filename).resolve()
+    mode = os.environ.get("TRANSFERLENS_ASSETS", "auto")
+    key = pagecache.page_key(page, mode)
+    previous, baseline = _read_notebook(pagecache.executed_path(page)), "published copy"
+    if previous is not None and (pagecache.stamp_of(previous) or {}).get("key") != key:
+        previous = None  # made from other inputs: nothing to compare with
+    nb, error, compared_with, seconds = None, None, None, None
+    checked = False  # the run and every check completed (an exception leaves it False)
+    start = time.perf_counter()
+    with page_clients() as clients:
+        try:
+            try:
+                yield  # nbmake's NotebookItem.runtest executes the page
+            except NotebookFailedException as failure:  # a cell failed, as nbmake reports it
+                error = failure.args[0].error
+            seconds = time.perf_counter() - start
+            nb = coalesce_streams(_executed(clients))
+            error = error or _stderr_error(nb)
+            if error is None and previous is None and item.config.getoption("check_determinism"):
+                previous, baseline = nb, "second execution"
+                error = _nbmake_error(item.runtest)  # nbmake executes the page again
+                nb = coalesce_streams(_executed(clients))
+            if error is None and previous is not None:
+                error, compared_with = _drift_error(previous, nb), baseline
+            checked = True
+        finally:  # also when nbmake itself failed (no such kernel, a kernel that kept dying)
+            passed = checked and error is None
+            if passed:
+                pagecache.publish(page, nb, key, mode)
+            else:
+                pagecache.unpublish(page)  # never leave a stale copy for the site to publish
+            pagecache.write_record(
+                page,
+                {
+                    "page": pagecache.page_name(page),
+                    "seconds": round(seconds or time.perf_counter() - start, 2),  # 1st execution
+                    "peak_rss_mb": round(max((c.peak_rss_mb for c in clients), default=0.0), 1),
+                    "status": "passed" if passed else "failed",
+                    "assets": mode,
+                    "asserts": 0 if nb is None else _count_asserts(nb),
+                    # the determinism check: outputs compared with a run of identical inputs,
+                    # the published copy of the same key or a second execution
+                    "compared_with_previous_run": compared_with is not None,
+                    "compared_with": compared_with,
+                    "finished": _now(),
+                },
+            )
+    if error is not None:
+        raise NotebookFailedException(NotebookResult(nb=nb, error=_named(page, error)))
+    return None
 
-    def runtest(self) -> None:
-        option = self.config.option
-        source = Path(self.config.rootdir) / self.filename
-        run = PageRun(
-            source,
-            option.nbmake_timeout,
-            verbose=bool(option.verbose),
-            kernel=option.nbmake_kernel,
-            find_import_errors=option.nbmake_find_import_errors,
+
+def _nbmake_error(runtest: Callable[[], object]) -> NotebookError | None:
+    """Run nbmake's ``runtest``; the error of the cell that failed, if one did."""
+    try:
+        runtest()
+    except NotebookFailedException as failure:
+        return failure.args[0].error
+    return None
+
+
+def _executed(clients: list[PageClient]) -> Any:
+    """The notebook nbmake just executed: its client's (nbmake returns that same object)."""
+    if not clients:
+        raise NbmakeChanged(
+            "nbmake ran the page without building its client through "
+            "nbmake.nb_run.NotebookClient: kernel starts were not serialised and memory "
+            "was not measured; update page_clients in tools/pagerun.py"
         )
-        result = run.execute()
-        if option.overwrite:  # nbmake's --overwrite, kept as nbmake does it
-            nbformat.write(result.nb, str(source))
-        if result.error is not None:
-            raise NotebookFailedException(result)
+    return clients[-1].nb
 
 
-# --- the one private hook into nbmake ---------------------------------------------------------
+def _named(page: Path, error: NotebookError) -> NotebookError:
+    """The error with the page and the cell in its summary (the line pytest's summary shows)."""
+    summary = _ANSI.sub("", error.summary)
+    if not summary.startswith("cell "):
+        summary = f"cell {error.failing_cell_index}: {summary}"
+    summary = f"{pagecache.page_name(page)} {summary}"
+    return NotebookError(
+        summary=summary,
+        trace=f"{summary}\n{error.trace}",
+        failing_cell_index=error.failing_cell_index,
+    )
+
+
+# --- the one private touch point into nbmake ------------------------------------------------------
 
 
 class NbmakeChanged(Exception):
-    """nbmake no longer builds its NotebookClient the way ``nbmake_client`` expects."""
+    """nbmake no longer builds its NotebookClient the way ``page_clients`` expects."""
 
 
-@contextlib.contextmanager
-def nbmake_client(factory: Callable[..., NotebookClient]) -> Iterator[None]:
-    """Make nbmake's ``NotebookRun.execute`` build its client with ``factory``, for one run.
+@contextmanager
+def page_clients() -> Iterator[list[PageClient]]:
+    """While open, nbmake's ``NotebookRun.execute`` builds a ``PageClient``; yields those built.
 
     nbmake (1.5.x) creates ``NotebookClient(nb, timeout=..., ...)`` inside ``execute`` through the
-    module global ``nbmake.nb_run.NotebookClient``, and offers no argument or hook to pass
-    another client class. This swaps that global and puts nbclient's class back afterwards.
+    module global ``nbmake.nb_run.NotebookClient`` and offers no argument or hook to pass another
+    client class. This replaces that global with a factory that keeps each client it builds, and
+    puts nbclient's class back afterwards.
     """
     if getattr(nb_run, "NotebookClient", None) is not NotebookClient:
         raise NbmakeChanged(
             "nbmake.nb_run.NotebookClient is not nbclient's NotebookClient: this nbmake "
-            "builds its client differently; update nbmake_client in tools/pagerun.py"
+            "builds its client differently; update page_clients in tools/pagerun.py"
         )
-    nb_run.NotebookClient = factory  # type: ignore[assignment, misc]
-    try:
-        yield
-    finally:
-        nb_run.NotebookClient = NotebookClient  # type: ignore[misc]
+    built: list[PageClient] = []
+
+    def build(*args: Any, **kwargs: Any) -> PageClient:
+        built.append(PageClient(*args, **kwargs))
+        return built[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nb_run, "NotebookClient", build)
+        yield built
 
 
 # --- the kernel: one start at a time, measured ----------------------------------------------------
 
 
 class PageClient(NotebookClient):
-    """nbclient's client with serialised kernel starts and a peak-memory reading per cell."""
+    """nbclient's client, with kernel starts serialised across processes and memory measured.
+
+    Kernels started side by side (pytest-xdist workers) race for the ports jupyter_client picks
+    ("Address already in use", "Kernel died before replying to kernel_info"). Here one process at
+    a time starts a kernel and waits until it answers, holding a file lock, and a kernel that dies
+    on start is started again (``KERNEL_START_ATTEMPTS`` starts in all).
+    """
 
     peak_rss_mb: float = 0.0
-    cells_run: int = 0
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
-        self._start_lock = _kernel_start_lock()
-        self._start_lock.__enter__()
-        try:
-            await super().async_start_new_kernel(**kwargs)
-        except BaseException:
-            self._start_lock.__exit__(None, None, None)
-            raise
+        """Start the kernel and its client under the kernel-start lock, retrying a failed start.
 
-    async def async_start_new_kernel_client(self) -> Any:
-        try:
-            return await super().async_start_new_kernel_client()
-        finally:
-            lock = getattr(self, "_start_lock", None)
-            if lock is not None:
-                lock.__exit__(None, None, None)
-                self._start_lock = None
+        nbclient's ``async_setup_kernel`` starts a client only when there is none yet, so the
+        client started here is the one it then uses.
+        """
+        KERNEL_START_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(KERNEL_START_LOCK):
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                if self.km is None:  # nbclient drops the manager of a kernel that died
+                    self.create_kernel_manager()
+                try:
+                    await super().async_start_new_kernel(**kwargs)
+                    await self.async_start_new_kernel_client()
+                    return
+                except RuntimeError:  # the kernel died or never answered
+                    if attempt == KERNEL_START_ATTEMPTS:
+                        raise
 
     async def async_execute_cell(self, *args: Any, **kwargs: Any) -> Any:
-        self.cells_run += 1
         try:
             return await super().async_execute_cell(*args, **kwargs)
         finally:
             self.peak_rss_mb = max(self.peak_rss_mb, _kernel_peak_rss_mb(self))
-
-
-@contextlib.contextmanager
-def _kernel_start_lock_impl() -> Any:
-    pagecache.BUILD.mkdir(parents=True, exist_ok=True)
-    with open(pagecache.BUILD / ".kernel-start.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _kernel_start_lock() -> contextlib.AbstractContextManager[Any]:
-    return _kernel_start_lock_impl()
 
 
 def _kernel_peak_rss_mb(client: NotebookClient) -> float:
@@ -164,69 +231,23 @@ def _kernel_peak_rss_mb(client: NotebookClient) -> float:
     return 0.0
 
 
-# --- one page run -----------------------------------------------------------------------------
+# --- the report at the end of the run -------------------------------------------------------------
+
+_started_key = pytest.StashKey[str]()
 
 
-class PageRun(nb_run.NotebookRun):
-    """nbmake's NotebookRun, plus publishing, measuring and the stderr/determinism checks."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_started_key] = _now()
 
-    def execute(self) -> NotebookResult:
-        page = Path(self.filename).resolve()
-        mode = os.environ.get("TRANSFERLENS_ASSETS", "auto")
-        key = pagecache.page_key(page, mode)
-        previous = _read_notebook(pagecache.executed_path(page))
-        clients: list[PageClient] = []
 
-        def make_client(*args: Any, **kwargs: Any) -> PageClient:
-            client = PageClient(*args, **kwargs)
-            clients.append(client)
-            return client
-
-        start = time.perf_counter()
-        result = None
-        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
-            try:
-                with nbmake_client(make_client):
-                    result = super().execute()
-                break
-            except RuntimeError:  # the kernel died or never answered
-                started = clients and clients[-1].cells_run > 0
-                if started or attempt == KERNEL_START_ATTEMPTS:
-                    raise
-        assert result is not None
-        if not clients:
-            raise NbmakeChanged(
-                "nbmake ran the page without building its client through "
-                "nbmake.nb_run.NotebookClient: kernel starts were not serialised and memory "
-                "was not measured; update nbmake_client in tools/pagerun.py"
-            )
-        seconds = time.perf_counter() - start
-        peak = max(c.peak_rss_mb for c in clients)
-
-        coalesce_streams(result.nb)
-        if result.error is None:
-            result = NotebookResult(nb=result.nb, error=_stderr_error(result.nb))
-        compared = previous is not None and _key_of(previous) == key
-        if result.error is None and compared:
-            result = NotebookResult(nb=result.nb, error=_drift_error(previous, result.nb))
-        if result.error is not None:
-            summary = _ANSI.sub("", result.error.summary)
-            if not summary.startswith("cell "):
-                summary = f"cell {result.error.failing_cell_index}: {summary}"
-            summary = f"{pagecache.page_name(page)} {summary}"
-            result = NotebookResult(
-                nb=result.nb,
-                error=NotebookError(
-                    summary=summary,
-                    trace=f"{summary}\n{result.error.trace}",
-                    failing_cell_index=result.error.failing_cell_index,
-                ),
-            )
-
-        status = "passed" if result.error is None else "failed"
-        _publish(page, result.nb, key, mode, status)
-        _record(page, seconds, peak, status, mode, _count_asserts(result.nb), compared)
-        return result
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    records = pagecache.write_report()
+    started = config.stash.get(_started_key, "")
+    if any(rec.get("finished", "") >= started for rec in records):  # pages ran in this session
+        terminalreporter.section("page execution (build/execution.json)")
+        terminalreporter.write_line(pagecache.format_table(records))
 
 
 # --- what is compared and published ---------------------------------------------------------
@@ -277,10 +298,6 @@ def _read_notebook(path: Path) -> Any:
         return nbformat.read(str(path), as_version=4)
     except Exception:  # missing or damaged: there is simply nothing to compare with
         return None
-
-
-def _key_of(nb: Any) -> str | None:
-    return (nb.metadata.get(pagecache.METADATA_KEY) or {}).get("key")
 
 
 def _code_cells(nb: Any) -> list[tuple[int, Any]]:
@@ -347,37 +364,6 @@ def _count_asserts(nb: Any) -> int:
             continue
         count += sum(isinstance(node, ast.Assert) for node in ast.walk(tree))
     return count
-
-
-def _publish(page: Path, nb: Any, key: str, mode: str, status: str) -> None:
-    target = pagecache.executed_path(page)
-    if status != "passed":
-        target.unlink(missing_ok=True)  # never leave a stale copy for the site to publish
-        return
-    nb.metadata[pagecache.METADATA_KEY] = {"key": key, "assets": mode}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    nbformat.write(nb, str(tmp))
-    tmp.replace(target)
-
-
-def _record(
-    page: Path, seconds: float, peak: float, status: str, mode: str, asserts: int, compared: bool
-) -> None:
-    record = {
-        "page": pagecache.page_name(page),
-        "seconds": round(seconds, 2),
-        "peak_rss_mb": round(peak, 1),
-        "status": status,
-        "assets": mode,
-        "asserts": asserts,
-        # outputs compared with the previous run of identical inputs (the determinism check)
-        "compared_with_previous_run": compared,
-        "finished": _now(),
-    }
-    target = pagecache.record_path(page)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _now() -> str:

@@ -13,6 +13,8 @@ never needs this module; the site's pages import it in their first cell::
   the pages run in parallel kernels (the page test session calls it).
 - `quiet_known_warnings`: filters exactly the import-time warnings of fastai 2.8 that a
   page cannot act on, each with the reason it is harmless.
+- `file_lock` / `write_atomically`: the one file lock and the one atomic write of the
+  stand-in cache and of the page machinery (tools/).
 - `record_schedule`: records the learning rates and momentum a fastai ``Learner`` trains
   with at every batch, for the pages and tests that compare them with ``transferlens``.
 """
@@ -32,6 +34,7 @@ from ._assets import (
     use_assets,
 )
 from ._fetch import fetch_real_assets
+from ._files import file_lock, write_atomically
 from ._recorder import ScheduleRecording, record_schedule
 from ._warnings import KNOWN_WARNINGS, KnownWarning, quiet_known_warnings
 
@@ -44,12 +47,14 @@ __all__ = [
     "KnownWarning",
     "ScheduleRecording",
     "fetch_real_assets",
+    "file_lock",
     "quiet_known_warnings",
     "record_schedule",
     "resolve_asset_mode",
     "setup",
     "standin_cache_dir",
     "use_assets",
+    "write_atomically",
 ]
 
 

@@ -1,7 +1,9 @@
 """File locks and writes that never follow a symlink, on POSIX and on Windows.
 
 The stand-in cache and the real-asset prefetch are written by several processes at once (pages
-run in parallel kernels). Two tools keep that safe:
+run in parallel kernels), and so are the site machinery's files in ``build/`` (the executed pages,
+their records, the kernel-start lock: ``tools/pagecache.py`` and ``tools/pagerun.py`` use the two
+helpers below, the repository's only ones). Two tools keep that safe:
 
 - `file_lock`: an inter-process lock on a lock file, shared (readers) or exclusive (writers).
   POSIX uses `fcntl.flock`; where `fcntl` does not exist (Windows) it falls back to
@@ -20,7 +22,6 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
-
 
 # 0 where the platform lacks the flag (O_NOFOLLOW: Windows; O_BINARY: POSIX).
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -84,6 +85,13 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
         path: the lock file; its folder must exist.
         shared: a shared (read) lock, held by any number of processes at once, instead of an
             exclusive one. Exclusive where the platform has no shared locks.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with file_lock(folder / ".lock"):
+        ...     (folder / "data.txt").write_text("written while holding the lock")
+        30
     """
     fd = _open_lock_file(path)
     try:
@@ -103,6 +111,13 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
         target: the file to (re)write. A symlink at this path is replaced by the new file; the
             link's target is never opened.
         write: called with the temporary file, open for binary writing.
+
+    Examples:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "manifest.json"
+        >>> write_atomically(target, lambda handle: handle.write(b"{}"))
+        >>> target.read_bytes()
+        b'{}'
     """
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | _BINARY | _CLOEXEC, 0o644)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from transferlens import LensError
+
+if TYPE_CHECKING:  # torch is imported when a recording is read, not with the site's machinery
+    import torch
 
 
 @dataclass
@@ -36,11 +37,15 @@ class ScheduleRecording:
     @property
     def lr(self) -> torch.Tensor:
         """The learning rates as a float64 tensor of shape ``(batches, groups)``."""
+        import torch
+
         return torch.tensor(self.lrs, dtype=torch.float64)
 
     @property
     def mom(self) -> torch.Tensor:
         """The momentum as a float64 tensor of shape ``(batches,)``."""
+        import torch
+
         return torch.tensor(self.moms, dtype=torch.float64)
 
     def __len__(self) -> int:
@@ -84,6 +89,7 @@ def record_schedule(learn: Any) -> ScheduleRecording:
     Examples:
         A two-group learner on 16 random points, 4 batches of 4, one cycle:
 
+        >>> import torch
         >>> from fastai.data.core import DataLoaders
         >>> from fastai.learner import Learner
         >>> from torch import nn
