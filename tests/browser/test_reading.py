@@ -1,7 +1,8 @@
-"""Reading the built site: code cells that fit the column, and a stand-in banner you can read.
+"""Reading the built site: code cells that fit the column, printed output that wraps at spaces,
+and a stand-in banner you can read.
 
-Run with `make test-browser`. Both checks are made at the window size of `browsing._open`
-(1280 x 900), in light and dark colour schemes.
+Run with `make test-browser`. The checks are made at the window size of `browsing._open`
+(1280 x 900); code cells and the banner in light and dark colour schemes.
 """
 
 from __future__ import annotations
@@ -89,3 +90,79 @@ def test_standin_banner_is_readable(
         assert colours["width"] > 0 and colours["height"] > 0, name
         ratio = contrast(colours["text"], colours["background"])
         assert ratio >= 4.5, f"{name}: contrast {ratio:.2f} (text {colours})"
+
+
+# Where printed output wraps: every soft line break (one the browser chose, not a "\n" of the
+# output) inside an output's <pre>, as the characters on either side of it, whether both are word
+# characters, and whether the piece of the token the break falls in (since the last space or
+# hyphen) starts its line, i.e. is longer than a line and had to break somewhere.
+SOFT_BREAKS = """(root) => {
+    const breaks = [];
+    for (const pre of root.querySelectorAll('.jp-OutputArea-output pre')) {
+        const chars = [];
+        const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+        const range = document.createRange();
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (let i = 0; i < node.data.length; i++) {
+                range.setStart(node, i);
+                range.setEnd(node, i + 1);
+                const rects = Array.from(range.getClientRects()).filter(r => r.width > 0);
+                chars.push({c: node.data[i], top: rects.length ? rects[0].top : null});
+            }
+        }
+        let previous = -1, lineStart = 0;
+        chars.forEach((ch, k) => {
+            if (ch.top === null) return;
+            if (previous >= 0 && ch.top > chars[previous].top + 2) {
+                const gap = chars.slice(previous, k).map(x => x.c).join('');
+                if (!gap.includes('\\n')) {
+                    let start = previous;
+                    while (start > 0 && !/[\\s-]/.test(chars[start - 1].c)) start--;
+                    const text = (from, to) => chars.slice(Math.max(from, 0), to)
+                        .map(x => x.c).join('');
+                    breaks.push({
+                        line: text(lineStart, previous + 1).slice(-40),
+                        next: text(k, k + 20),
+                        insideWord: /\\w/.test(chars[previous].c) && /\\w/.test(ch.c),
+                        tokenLongerThanLine: start <= lineStart,
+                    });
+                }
+                lineStart = k;
+            }
+            previous = k;
+        });
+    }
+    return breaks;
+}"""
+
+
+def _words_broken(breaks: list[dict]) -> list[str]:
+    return [
+        f"{b['line']!r} | {b['next']!r}"
+        for b in breaks
+        if b["insideWord"] and not b["tokenLongerThanLine"]
+    ]
+
+
+@pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
+def test_printed_output_wraps_at_spaces(
+    browser: object, site_url: str, title: str, source: str
+) -> None:
+    """At 1280 px, no line of printed output breaks inside a word ("rando | m")."""
+    with _open(browser, site_url + _url_path(source)) as (_context, page, _):
+        breaks = page.locator("article").evaluate(SOFT_BREAKS)
+    assert _words_broken(breaks) == [], "lines broken inside a word (line end | next line)"
+
+
+def test_printed_output_wrap_check_sees_broken_words(browser: object, site_url: str) -> None:
+    """The check above can fail: a known sentence in a page's output area, then broken anywhere."""
+    sentence = " ".join(["The weights are random, not ImageNet-trained, and depend on it."] * 4)
+    with _open(browser, site_url + _url_path(NOTEBOOKS[0][1])) as (_context, page, _):
+        output = page.locator(".jp-OutputArea-output:has(> pre)").first
+        output.evaluate("(out, text) => { out.querySelector('pre').textContent = text; }", sentence)
+        wrapped = output.evaluate(SOFT_BREAKS)
+        output.evaluate("(out) => { out.querySelector('pre').style.wordBreak = 'break-all'; }")
+        forced = output.evaluate(SOFT_BREAKS)
+    assert len(wrapped) >= 2, "the sentence is longer than two lines: it wraps"
+    assert _words_broken(wrapped) == []
+    assert len(_words_broken(forced)) >= 1, "with word-break: break-all, the check reports it"
