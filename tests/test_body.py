@@ -25,10 +25,12 @@ from transferlens import (
     LensError,
     as_sequential,
     create_body,
+    create_head,
     create_vision_model,
     default_cut,
     has_pool_type,
     num_features,
+    probe_features,
 )
 
 SOURCE_DIR = pathlib.Path(__file__).parents[1] / "src" / "transferlens"
@@ -456,12 +458,234 @@ def test_module_imports_neither_fastai_nor_torchvision_at_import_time(module: st
         "dataclasses",
         "difflib",
         "html",
+        "itertools",
         "math",
         "numbers",
         "re",
         "sys",
+        "time",
         "typing",
         "torch",
         "transferlens",
     }
     assert "fastai" not in _imported_packages(list(ast.walk(tree)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretrained weights that cannot be had: a LensError that says what to pass, never a URLError.
+# The download is made to fail here, into an empty TORCH_HOME: the real caches are not touched.
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> list[str]:
+    """An empty hub folder, and a download that fails as it does without a network."""
+    import urllib.error
+
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # a set_dir() elsewhere must not count
+    urls: list[str] = []
+
+    def no_network(url: str, destination: str, *args: object, **kwargs: object) -> None:
+        urls.append(url)
+        assert destination.startswith(str(tmp_path)), destination
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return urls
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("efficientnet_b0", "efficientnet_b0(pretrained=True)"),  # no meta: arch(pretrained=...)
+        ("resnet18", "resnet18(weights='DEFAULT')"),  # in model_meta: arch(weights='DEFAULT')
+    ],
+)
+def test_weights_none_means_not_given_and_a_failed_download_says_what_to_pass(
+    offline_hub: list[str], name: str, call: str
+) -> None:
+    import urllib.error
+
+    with torch.device("meta"), pytest.raises(LensError) as caught:
+        create_vision_model(builder(name), 5, weights=None)
+    message = str(caught.value)
+    assert offline_hub and offline_hub[0].startswith("https://download.pytorch.org/")
+    assert isinstance(caught.value.__cause__, urllib.error.URLError)
+    assert f"fastai's call {call} failed with URLError" in message
+    assert "pass pretrained=False" in message
+    assert f"create_vision_model({name}(weights=None), n_out)" in message
+
+
+def test_a_bad_download_hash_says_what_to_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+    def bad_hash(url: str, destination: str, hash_prefix: str | None, **kwargs: object) -> None:
+        raise RuntimeError(f'invalid hash value (expected "{hash_prefix}", got "0badc0de")')
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", bad_hash)
+    with torch.device("meta"), pytest.raises(LensError, match="pretrained=False") as caught:
+        create_vision_model("resnet18", 5)
+    assert "invalid hash value" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_other_failures_of_a_builder_are_not_called_download_failures() -> None:
+    def broken(**kwargs: object) -> nn.Module:
+        raise RuntimeError("not a download")
+
+    def missing_file(**kwargs: object) -> nn.Module:
+        raise FileNotFoundError("my_weights.pt")
+
+    with pytest.raises(RuntimeError, match="not a download"):
+        create_vision_model(broken, 2)  # pretrained, but the error is not torch.hub's
+    with pytest.raises(FileNotFoundError):
+        create_vision_model(missing_file, 2, pretrained=False)  # no weights were asked for
+    with pytest.raises(LensError, match="could not get its pretrained weights") as caught:
+        create_vision_model(missing_file, 2)  # an OSError while getting weights
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+
+
+def test_the_docstring_says_what_to_pass_for_random_weights() -> None:
+    opening = (create_vision_model.__doc__ or "").split("\n\n")[1]
+    assert "pretrained=True" in opening and 'weights=None`` means "not given"' in opening
+    assert "pretrained=False" in opening
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe: what fastai's dummy forward found, and which child fails where.
+
+
+def test_probe_features_names_the_child_that_fails_and_the_size() -> None:
+    with torch.device("meta"):  # shapes only: the 2048 px forwards cost nothing
+        body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    found = probe_features(body)
+    assert found.sizes_tried == tuple((s, s) for s in (32, 64, 128, 256, 512, 1024, 2048))
+    assert found.size == (2048, 2048) and found.output_shape is None
+    assert (found.failed_child, found.input_shape) == (3, (1, 8 * 2046 * 2046))
+    assert isinstance(found.error, RuntimeError) and found.feature_map_children == 2
+    with pytest.raises(LensError) as caught:
+        num_features(body)
+    assert "at 2048x2048, child 3 (Linear) fails on the output of child 2" in str(caught.value)
+    assert caught.value.__cause__ is not None
+
+
+def test_probe_features_reports_a_body_that_runs() -> None:
+    body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    body.train()
+    found = probe_features(body, max_size=32)
+    assert (found.output_shape, found.output_type, found.n_features) == ((1, 8), "Tensor", 8)
+    assert found.error is None and found.failed_child is None and found.sizes_tried == ((32, 32),)
+    assert found.feature_map_children == 3
+    assert all(module.training for module in body.modules()), "training flags not restored"
+
+
+def test_probe_features_runs_a_body_that_is_not_a_sequential_whole() -> None:
+    found = probe_features(_RecordsInputDevice(), max_size=32)
+    assert found.output_shape == (1, 2)
+    assert found.failed_child is None and found.feature_map_children is None
+    found = probe_features(nn.Sequential(), max_size=32)
+    assert isinstance(found.error, IndexError)  # fastai has no output to measure either
+    with pytest.raises(LensError, match=r"empty nn\.Sequential"):
+        create_vision_model(meta_model("resnet18"), 3, cut=0)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", ["resnet18", "retries"])
+def test_probe_features_draws_what_fastai_draws(name: str) -> None:
+    # fastai's num_features_model from 32 px, as create_vision_model calls it: the same count
+    # and the same random numbers drawn, retries included (a seeded model gets fastai's
+    # weights). On the CPU: on the meta device nothing is drawn.
+    if name == "resnet18":
+        body = nn.Sequential(*list(builder(name)(weights=None).children())[:-2])
+    else:
+        body = nn.Sequential(nn.Conv2d(3, 4, 40), nn.ReLU())  # fails at 32 px, runs at 64
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        expected = num_features_model(body)
+        after_fastai = torch.rand(3)
+        torch.manual_seed(0)
+        found = probe_features(body)
+        after_ours = torch.rand(3)
+    assert found.n_features == expected
+    assert len(found.sizes_tried) == (1 if name == "resnet18" else 2)
+    assert torch.equal(after_ours, after_fastai)
+
+
+# ---------------------------------------------------------------------------------------------
+# The head must fit what the body returns: a transformer cut like a CNN is refused.
+
+
+def _timm_vit(**kwargs: Any) -> nn.Module:
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        return timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs)
+
+
+def test_a_timm_vit_cut_like_a_cnn_is_refused_not_given_a_head_of_the_wrong_width() -> None:
+    # At img_size=32 the patch embedding runs on the probe: (batch, tokens, dim) = (1, 4, 192),
+    # which num_features would read as 4 channels.
+    with pytest.raises(LensError) as caught:
+        create_vision_model(_timm_vit(img_size=32), 3, cut=-1)
+    message = str(caught.value)
+    assert "returns a tensor of shape (1, 4, 192) on a 1x3x32x32 dummy input" in message
+    assert "not feature maps (a 4-d tensor" in message and "would read 4 as" in message
+    assert "pool=False" in message and "vision_learner(dls, 'vit_tiny_patch16_224')" in message
+
+
+def test_a_timm_vit_at_its_own_size_says_which_child_fails_and_the_timm_way() -> None:
+    with pytest.raises(LensError) as caught:
+        create_vision_model(_timm_vit(), 3, cut=-1)
+    message = str(caught.value)
+    assert "at 2048x2048, child 0 (PatchEmbed) fails on the input" in message
+    assert "(32, 64, 128, 256, 512, 1024, 2048)" in message  # never 224
+    assert "timm.create_model('vit_tiny_patch16_224', num_classes=0)" in message
+
+
+def test_the_timm_way_the_refusal_names_builds_a_model_that_runs() -> None:
+    timm = pytest.importorskip("timm")
+    body = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    head = create_head(body.num_features, 3, pool=False)
+    model = create_vision_model(body, 3, cut=lambda m: m, custom_head=head)
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
+
+
+class _Tokens(nn.Module):
+    """A patch embedding: (batch, channels, h, w) -> (batch, tokens, channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("layers", "kwargs", "message"),
+    [
+        ([nn.Conv2d(3, 8, 3), _Tokens()], {}, r"shape \(1, 900, 8\).*not feature maps"),
+        ([nn.Conv2d(3, 8, 3), nn.Flatten()], {}, r"shape \(1, 7200\).*not feature maps"),
+        ([nn.Conv2d(3, 8, 3)], {"pool": False}, r"\(1, 8, 30, 30\).*takes a 2-d tensor"),
+    ],
+    ids=["tokens", "flat", "maps-without-pool"],
+)
+def test_a_body_the_head_cannot_take_is_refused(
+    layers: list[nn.Module], kwargs: dict[str, Any], message: str
+) -> None:
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Linear(8, 2))
+    with pytest.raises(LensError, match=message):
+        create_vision_model(model, 3, cut=len(layers), **kwargs)
+
+
+def test_a_pooled_body_with_pool_false_gets_a_head_that_runs() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+    )
+    vision_model = create_vision_model(model, 3, cut=3, pool=False)
+    assert isinstance(vision_model[1][0], nn.BatchNorm1d) and vision_model[1][0].num_features == 8
+    with torch.no_grad():
+        assert vision_model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 3)

@@ -6,12 +6,17 @@ replays those batches through ``transferlens.fine_tune`` on the copy. Every para
 buffer (BatchNorm running statistics and batch counts) must be ``torch.equal`` afterwards.
 The images are tiny (32 px) and few (2 batches of 4 per epoch), and one torch thread computes
 everything, so the whole file runs in seconds.
+
+One more oracle turns dropout on and passes a validation loader: the weights are still fastai's,
+bit for bit, and so is fastai's per-epoch table (smoothed training loss, validation loss, error
+rate), which `fine_tune` returns in its `FineTuneLog`.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +27,7 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import error_rate
 from fastai.vision.learner import vision_learner
 from torch import nn
 from torchvision import models
@@ -29,6 +35,8 @@ from torchvision import models
 from transferlens import (
     Adam,
     BatchRecord,
+    EpochRecord,
+    FineTuneLog,
     LensError,
     OneCycleScheduler,
     fine_tune,
@@ -129,7 +137,7 @@ def test_fine_tune_equals_fastai_bit_for_bit(
     model = copy.deepcopy(start)
     groups = param_groups(model, arch)
     assert [len(g) for g in groups] == [len(g) for g in learn.opt.param_lists]
-    records = fine_tune(
+    log = fine_tune(
         model,
         groups,
         Replay(batches, STEPS),
@@ -138,6 +146,7 @@ def test_fine_tune_equals_fastai_bit_for_bit(
         wd=0.01 if wd is None else wd,
         train_bn=train_bn,
     )
+    records = log.batches
     actual = model.state_dict()
     assert list(actual) == list(expected)
     unequal = [key for key in expected if not torch.equal(actual[key], expected[key])]
@@ -151,6 +160,9 @@ def test_fine_tune_equals_fastai_bit_for_bit(
     assert [r.phase for r in records] == ["frozen"] * STEPS * freeze_epochs + [
         "unfrozen"
     ] * STEPS * epochs
+    # Both end in eval mode: fastai's last event is validation (TrainEvalCallback).
+    assert not any(m.training for m in learn.model.modules())
+    assert not any(m.training for m in model.modules())
 
 
 @pytest.mark.oracle
@@ -171,12 +183,98 @@ def test_fine_tune_records_fastai_schedule_and_losses() -> None:
     losses = RecordLosses()
     with learn.no_bar(), learn.no_logging():
         learn.fine_tune(1, cbs=[recorder, losses])
-    records = fine_tune(model, param_groups(model, "resnet18"), Replay(recorder.batches, STEPS), 1)
+    log = fine_tune(model, param_groups(model, "resnet18"), Replay(recorder.batches, STEPS), 1)
+    records = log.batches
     plan = fine_tune_plan(1, STEPS, n_groups=3)
     assert [r.lr for r in records] == [tuple(row) for row in plan.lr.tolist()]
     assert [r.mom for r in records] == [(m, m, m) for m in plan.mom.tolist()]
     assert [r.loss for r in records] == losses.losses
     assert all(isinstance(r, BatchRecord) for r in records)
+
+
+#: Validation items: batches of 4 and 2, so that the batch-size weighting of fastai's AvgLoss and
+#: AvgMetric shows.
+VALID = 6
+
+
+def learner_with_dropout() -> Learner:
+    """A learner whose head draws dropout masks (``ps=0.5``) and that validates every epoch.
+
+    Built twice, it is built the same: its DataLoaders take their shuffling seeds from Python's
+    ``random`` (seeded here), its weights from torch's."""
+    state = random.getstate()
+    random.seed(0)
+    torch.manual_seed(0)
+    images = torch.randn(STEPS * BATCH + VALID, 3, SIZE, SIZE)
+    labels = torch.randint(0, N_OUT, (STEPS * BATCH + VALID,))
+    data = list(zip(images, labels, strict=True))
+    train, valid = data[: STEPS * BATCH], data[STEPS * BATCH :]
+    dls = DataLoaders.from_dsets(train, valid, bs=BATCH, device="cpu", num_workers=0)
+    random.setstate(state)
+    return vision_learner(
+        dls,
+        models.resnet18,
+        pretrained=False,
+        n_out=N_OUT,
+        ps=0.5,
+        loss_func=CrossEntropyLossFlat(),
+        metrics=error_rate,
+    )
+
+
+class KeepEpochRows(Callback):
+    """fastai's per-epoch table, both phases (``recorder.values`` keeps only the last fit's)."""
+
+    order = 60  # after the Recorder (50) has written final_record
+
+    def __init__(self) -> None:
+        self.rows: list[list[float]] = []
+
+    def after_epoch(self) -> None:
+        self.rows.append(list(self.learn.final_record))
+
+
+@pytest.mark.oracle
+def test_fine_tune_with_validation_equals_fastai_and_its_table() -> None:
+    """With dropout on and a validation loader, the trained bits and fastai's per-epoch table
+    (smoothed train_loss, valid_loss, error_rate) are fastai's, both phases.
+
+    Both loops get their own copy of the same DataLoaders (fastai's, built twice the same way)
+    and the same torch seed. Iterating a fastai (or torch) DataLoader draws from torch's global
+    generator, and so do the dropout masks: the weights are equal only if validation runs where
+    fastai's does, in eval mode, drawing nothing else."""
+    learn = learner_with_dropout()
+    start = copy.deepcopy(learn.model)
+    rows = KeepEpochRows()
+    torch.manual_seed(1)
+    with learn.no_bar(), learn.no_logging():
+        learn.fine_tune(2, cbs=[rows])
+    assert len(rows.rows) == 3
+
+    same = learner_with_dropout().dls  # the same loaders, in the same state
+    model = copy.deepcopy(start)
+    torch.manual_seed(1)
+    log = fine_tune(
+        model,
+        param_groups(model, "resnet18"),
+        same.train,
+        2,
+        valid_loader=same.valid,
+        loss_func=CrossEntropyLossFlat(),
+    )
+    actual, expected = model.state_dict(), learn.model.state_dict()
+    assert [key for key in expected if not torch.equal(actual[key], expected[key])] == []
+    assert isinstance(log, FineTuneLog) and all(isinstance(e, EpochRecord) for e in log.epochs)
+    table = [[e.train_loss, e.valid_loss, e.error_rate] for e in log.epochs]
+    assert table == rows.rows  # exactly: the same float32 arithmetic as fastai's Recorder
+    assert table[1:] == learn.recorder.values  # the unfrozen fit, as fastai keeps it
+    assert [(e.phase, e.epoch) for e in log.epochs] == [
+        ("frozen", 0),
+        ("unfrozen", 0),
+        ("unfrozen", 1),
+    ]
+    assert not any(m.training for m in learn.model.modules())
+    assert not any(m.training for m in model.modules())
 
 
 @pytest.mark.oracle
@@ -276,7 +374,7 @@ def test_fine_tune_trains_a_two_group_model_and_lowers_the_loss() -> None:
     inputs = torch.randn(32, 4)
     targets = (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0).long()
     batches = [(inputs[i : i + 8], targets[i : i + 8]) for i in range(0, 32, 8)]
-    records = fine_tune(model, groups, batches, epochs=8, base_lr=1e-1)
+    records = fine_tune(model, groups, batches, epochs=8, base_lr=1e-1).batches
     assert len(records) == 4 * 9
     first, last = records[:4], records[-4:]
     assert sum(r.loss for r in last) < sum(r.loss for r in first)

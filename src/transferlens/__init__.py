@@ -36,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "ArchMeta": "_recipe.meta",
     "BatchRecord": "_recipe.train",
     "DiffEntry": "_reports.diff",
+    "EpochRecord": "_recipe.train",
+    "FeatureProbe": "_recipe.body",
+    "FineTuneLog": "_recipe.train",
     "FineTunePhase": "_recipe.fine_tune_plan",
     "FineTunePlan": "_recipe.fine_tune_plan",
     "Flatten": "_recipe.head",
@@ -72,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "optimizer_param_groups": "_recipe.optim",
     "param_groups": "_recipe.groups",
     "parameter_tree": "_reports.tree",
+    "probe_features": "_recipe.body",
     "resolve_arch": "_recipe.meta",
     "split_family": "_recipe.meta",
     "trainable_report": "_reports.trainable",
@@ -82,12 +86,14 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and the API reference; at run time, __getattr__ loads
     from ._recipe.body import (
+        FeatureProbe,
         as_sequential,
         create_body,
         create_vision_model,
         default_cut,
         has_pool_type,
         num_features,
+        probe_features,
     )
     from ._recipe.errors import LensError
     from ._recipe.eval_mode import eval_mode
@@ -107,7 +113,7 @@ if TYPE_CHECKING:  # for type checkers and the API reference; at run time, __get
     from ._recipe.one_cycle import OneCycle, one_cycle
     from ._recipe.optim import Adam, no_decay_parameters, optimizer_param_groups
     from ._recipe.scheduler import OneCycleScheduler
-    from ._recipe.train import BatchRecord, fine_tune
+    from ._recipe.train import BatchRecord, EpochRecord, FineTuneLog, fine_tune
     from ._reports.diff import DiffEntry, ModuleDiff, module_diff
     from ._reports.outputs import assert_same_outputs
     from ._reports.trainable import TrainableReport, TrainableRow, trainable_report

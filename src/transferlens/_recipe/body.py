@@ -16,6 +16,7 @@ import copy
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -114,6 +115,171 @@ def create_body(model: nn.Module, cut: Cut = None) -> nn.Module:
     )
 
 
+@dataclass(frozen=True)
+class FeatureProbe:
+    """What fastai's dummy forward through a body found: its output, or which child fails where.
+
+    `probe_features` returns it; `num_features` and `create_vision_model` read it and raise a
+    `LensError` that says what failed. A body that is a plain ``nn.Sequential`` runs child by
+    child (what its forward does), so a failure names the child; any other body runs whole.
+
+    Attributes:
+        size: Height and width of the last dummy input: the one the body ran on, or the last
+            one tried when it failed at every size.
+        sizes_tried: Every size tried, in order (the size doubles while the forward fails).
+        output_shape: The shape of the body's output at ``size``; ``None`` when the forward
+            raised or returned something other than a tensor.
+        output_type: The class name of what the body returned (``"Tensor"``), or ``None`` when
+            the forward raised.
+        failed_child: The index among the body's children of the child that raised at
+            ``size``; ``None`` when nothing raised or the body ran whole.
+        input_shape: The shape of the input the failed child got (the probe, or the output of
+            the child before it); ``None`` when no child failed.
+        error: The exception the forward raised at ``size``, or ``None``. An empty
+            ``nn.Sequential`` gets an ``IndexError`` (nothing to measure), as in fastai.
+        feature_map_children: The most leading children that ran at ``size`` and ended on 4-d
+            feature maps (batch, channels, height, width): the longest cut of this body whose
+            output fastai's head can pool. ``None`` when none did, or the body ran whole.
+    """
+
+    size: tuple[int, int]
+    sizes_tried: tuple[tuple[int, int], ...]
+    output_shape: tuple[int, ...] | None = None
+    output_type: str | None = None
+    failed_child: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    error: BaseException | None = None
+    feature_map_children: int | None = None
+
+    @property
+    def n_features(self) -> int | None:
+        """``output_shape[1]``, what fastai's ``num_features_model`` returns (else ``None``)."""
+        shape = self.output_shape
+        return shape[1] if shape is not None and len(shape) >= 2 else None
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def _probe_once(
+    body: nn.Module, probe: torch.Tensor, size: tuple[int, int], tried: list[tuple[int, int]]
+) -> FeatureProbe:
+    """One forward of ``probe`` through ``body``, child by child for a plain ``nn.Sequential``."""
+    found: dict[str, Any] = {"size": size, "sizes_tried": tuple(tried)}
+    if type(body).forward is not nn.Sequential.forward:
+        try:
+            output = body(probe)
+        except Exception as error:  # fastai retries on any failure (usually a too small input)
+            return FeatureProbe(**found, error=error)
+    else:
+        output, feature_maps = probe, None
+        for index, child in enumerate(body.children()):
+            try:
+                next_output = child(output)
+            except Exception as error:
+                return FeatureProbe(
+                    **found,
+                    failed_child=index,
+                    input_shape=_shape(output),
+                    error=error,
+                    feature_map_children=feature_maps,
+                )
+            output = next_output
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                feature_maps = index + 1
+        found["feature_map_children"] = feature_maps
+    return FeatureProbe(**found, output_shape=_shape(output), output_type=type(output).__name__)
+
+
+def probe_features(
+    body: nn.Module,
+    n_in: int = 3,
+    size: tuple[int, int] = (32, 32),
+    max_size: int = _MAX_PROBE_SIZE,
+) -> FeatureProbe:
+    """Run ``body`` on fastai's dummy input and say what came out, or which child fails where.
+
+    Mirrors `fastai.callback.hook.num_features_model` and `fastai.callback.hook.dummy_eval`: a
+    ``1 x n_in x size`` input drawn uniformly from ``[-1, 1)`` with the global random generator
+    (as fastai does, so a seeded build draws fastai's numbers), in eval mode and without
+    gradients; while the forward raises, the size doubles, up to ``max_size`` (fastai: 2048;
+    pass ``max_size=size[0]`` for one try). The modules' training flags are restored after.
+    Nothing is raised: the result says what failed (`num_features` raises from it).
+
+    Args:
+        body: A module taking images, e.g. from ``create_body``.
+        n_in: Channels of the dummy input.
+        size: Height and width of the first dummy input (fastai's ``create_vision_model``: 32).
+        max_size: The largest height or width to try.
+
+    Returns:
+        A `FeatureProbe` with the output shape, or with the size, child, input shape and error
+        of the last failure.
+
+    Examples:
+        >>> probe_features(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).output_shape
+        (1, 8, 30, 30)
+        >>> body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8, 2))
+        >>> found = probe_features(body, max_size=64)
+        >>> found.sizes_tried, found.failed_child, found.input_shape, type(found.error).__name__
+        (((32, 32), (64, 64)), 2, (1, 30752), 'RuntimeError')
+        >>> found.feature_map_children  # body[:1] ends on feature maps
+        1
+    """
+    first_parameter = next(body.parameters(), None)
+    dtype = first_parameter.dtype if first_parameter is not None else torch.get_default_dtype()
+    device = first_parameter.device if first_parameter is not None else torch.device("cpu")
+    height, width = size
+    tried: list[tuple[int, int]] = []
+    if isinstance(body, nn.Sequential) and len(body) == 0:
+        # fastai hooks the children, so an empty body has no output to measure at any size.
+        nothing = IndexError("the body is an empty nn.Sequential: there is nothing to measure")
+        return FeatureProbe(size, (size,), error=nothing)
+    with eval_mode(body), torch.no_grad():
+        while True:
+            tried.append((height, width))
+            probe = torch.empty(1, n_in, height, width, dtype=dtype, device=device).uniform_(-1, 1)
+            found = _probe_once(body, probe, (height, width), tried)
+            if found.error is None or max(height, width) * 2 > max_size:
+                return found
+            height, width = height * 2, width * 2
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    first = text[0].rstrip(".") if text else ""
+    return f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
+
+
+def _probe_failure(body: nn.Module, found: FeatureProbe, n_in: int) -> str:
+    """Why the dummy forward failed, in words (``found.error`` is set)."""
+    assert found.error is not None
+    first, last = found.sizes_tried[0], found.size
+    if len(found.sizes_tried) == 1:
+        tried = f"fails on a {first[0]}x{first[1]} dummy input with {n_in} channels"
+    else:
+        sizes = ", ".join(str(height) for height, _ in found.sizes_tried)
+        tried = (
+            f"fails on every dummy input from {first[0]}x{first[1]} up to {last[0]}x{last[1]} "
+            f"pixels ({sizes}) with {n_in} channels"
+        )
+    if found.failed_child is None:
+        where = "the body fails"
+    else:
+        index = found.failed_child
+        child = type(list(body.children())[index]).__name__
+        given = "the input" if index == 0 else f"the output of child {index - 1}"
+        shape = list(found.input_shape) if found.input_shape is not None else "not a tensor"
+        where = f"child {index} ({child}) fails on {given} (shape {shape})"
+    return (
+        f"`body` {tried}: at {last[0]}x{last[1]}, {where} with {_first_line(found.error)}. "
+        "Check `n_in`; cut the body before the failing child (a smaller `cut`); or measure "
+        "the features yourself and pass `nf` to create_head (`custom_head` to "
+        "create_vision_model)."
+    )
+
+
 def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64)) -> int:
     """The number of channels ``body`` outputs, found by running it on a dummy image.
 
@@ -121,7 +287,8 @@ def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64
     ``1 x n_in x size`` input drawn uniformly from ``[-1, 1)`` with the global random generator
     (as fastai does, so that a seeded ``create_vision_model`` draws the same numbers as
     fastai's), in eval mode and without gradients; when the forward fails the size is doubled,
-    up to 2048. Unlike fastai, the modules' training flags are restored afterwards.
+    up to 2048. Unlike fastai, the modules' training flags are restored afterwards. This is
+    `probe_features`, raising when it found no channels.
 
     Args:
         body: A module taking images, e.g. from ``create_body``.
@@ -132,40 +299,23 @@ def num_features(body: nn.Module, n_in: int = 3, size: tuple[int, int] = (64, 64
         ``output.shape[1]`` of the body's output.
 
     Raises:
-        LensError: The forward fails at every size up to 2048, or the output has no channel
-            dimension.
+        LensError: The forward fails at every size up to 2048 (the message names the child
+            that fails, on what input, at which size), or the output has no channel dimension.
 
     Examples:
         >>> body = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU())
         >>> num_features(body)
         16
     """
-    first_parameter = next(body.parameters(), None)
-    dtype = first_parameter.dtype if first_parameter is not None else torch.get_default_dtype()
-    device = first_parameter.device if first_parameter is not None else torch.device("cpu")
-    height, width = size
-    with eval_mode(body):
-        while True:
-            probe = torch.empty(1, n_in, height, width, dtype=dtype, device=device).uniform_(-1, 1)
-            try:
-                with torch.no_grad():
-                    output = body(probe)
-                break
-            # fastai retries on any failure: the usual one is an input too small for the pools.
-            except Exception as error:
-                height, width = height * 2, width * 2
-                if max(height, width) > _MAX_PROBE_SIZE:
-                    raise LensError(
-                        f"`body` fails on every dummy input from {size[0]}x{size[1]} up to "
-                        f"{_MAX_PROBE_SIZE} pixels with {n_in} channels ({error}). Check `n_in`, "
-                        "or pass `nf` to create_head yourself."
-                    ) from error
-    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+    found = probe_features(body, n_in=n_in, size=size)
+    if found.error is not None:
+        raise LensError(_probe_failure(body, found, n_in)) from found.error
+    if found.n_features is None:
         raise LensError(
             "`body` must return a tensor of shape (batch, channels, ...), got "
-            f"{getattr(output, 'shape', type(output).__name__)}."
+            f"{found.output_shape or found.output_type}."
         )
-    return int(output.shape[1])
+    return found.n_features
 
 
 def default_cut(arch: Arch) -> int | None:
@@ -212,6 +362,16 @@ def _init_head(module: nn.Module, init: Callable[[torch.Tensor], Any]) -> None:
         _init_head(child, init)
 
 
+def _raised_in_torch_hub(error: BaseException) -> bool:
+    """Whether ``error`` came from ``torch.hub`` (downloading or loading pretrained weights)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.replace("\\", "/").endswith("/torch/hub.py"):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def _build(model: nn.Module | Arch, pretrained: bool, weights: Any) -> tuple[nn.Module, int | None]:
     """The built model and fastai's ``model_meta`` cut for it (see ``create_vision_model``)."""
     if isinstance(model, nn.Module):
@@ -239,12 +399,28 @@ def _build(model: nn.Module | Arch, pretrained: bool, weights: Any) -> tuple[nn.
         kwargs = {"weights": weights}
     else:
         kwargs = {"pretrained": pretrained}
+    name = getattr(model, "__name__", repr(model))
     try:
         built = model(**kwargs)
     except TypeError as error:
         raise LensError(
-            f"`model` {getattr(model, '__name__', model)!r} cannot be called as fastai calls a "
+            f"`model` {name!r} cannot be called as fastai calls a "
             f"builder, with {kwargs} ({error}). Build the model yourself and pass it built."
+        ) from error
+    except Exception as error:
+        if kwargs.get("weights") is None and not kwargs.get("pretrained"):
+            raise
+        if not isinstance(error, OSError) and not _raised_in_torch_hub(error):
+            raise
+        called = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise LensError(
+            f"`model` {name!r} could not get its pretrained weights: fastai's call "
+            f"{name}({called}) failed with {_first_line(error)}. `pretrained=True` is the "
+            "default (as in fastai), and `weights=None` means 'not given', so the default "
+            f"weights are downloaded on first use into {torch.hub.get_dir()}/checkpoints. For "
+            f"random weights pass pretrained=False, or a model built without them, e.g. "
+            f"create_vision_model({name}(weights=None), n_out). Offline, put the weights file "
+            "in that folder first."
         ) from error
     if not isinstance(built, nn.Module):
         raise LensError(
@@ -275,6 +451,10 @@ def create_vision_model(
 ) -> nn.Sequential:
     """Put fastai's head on the body of a classifier: ``nn.Sequential(body, head)``.
 
+    Given a builder, it loads (and on first use downloads) the pretrained weights, as fastai
+    does: ``pretrained=True`` is the default and ``weights=None`` means "not given". For random
+    weights pass ``pretrained=False``, or a model you built, e.g. ``resnet18(weights=None)``.
+
     Mirrors `fastai.vision.learner.create_vision_model` (and `fastai.vision.learner.add_head`).
     ``model`` is what fastai calls ``arch``, a builder such as ``torchvision.models.resnet18``, or
     its torchvision name, or a model you built yourself (e.g. ``resnet18(weights=None)``).
@@ -282,8 +462,8 @@ def create_vision_model(
     A builder is called as fastai calls it: ``arch(weights="DEFAULT")`` when ``pretrained`` for
     the builders fastai's ``model_meta`` lists (``arch(weights=None)`` when not), else
     ``arch(pretrained=pretrained)``; a ``weights`` you pass is passed on instead (fastai ignores
-    it for builders without an entry). So ``pretrained=True``, the default as in fastai, loads
-    (and may download) the pretrained weights; pass ``pretrained=False`` for random weights.
+    it for builders without an entry). When getting the weights fails (no network, a bad
+    download), the `LensError` says so and what to pass instead.
 
     With ``cut=None`` the body is cut where fastai's ``model_meta`` cuts that architecture (the
     builder, looked up by identity as in fastai; a built model by its class), or else by
@@ -291,6 +471,13 @@ def create_vision_model(
     ``custom_head``; then its non-norm layers get ``init`` on their weights and zero biases, as
     fastai's ``apply_init``. A model built from the same seed therefore gets exactly fastai's
     weights.
+
+    The head must fit what the body returns on fastai's dummy input (`probe_features`), which
+    fastai does not check: with ``pool=True`` it pools 2-d feature maps (``AdaptiveConcatPool2d``),
+    so the body must return a 4-d (batch, channels, height, width) tensor; with ``pool=False``
+    it starts with ``BatchNorm1d``/``Linear`` on (batch, features), a 2-d tensor. A transformer
+    cut like a CNN (e.g. a timm ViT with ``cut=-1``, which returns (batch, tokens, dim)) is
+    refused with what to do instead, rather than given a head of the wrong width.
 
     Args:
         model: A builder function, a torchvision model name, or a built classifier (its modules
@@ -318,9 +505,10 @@ def create_vision_model(
 
     Raises:
         LensError: ``model`` is neither a module, nor a builder, nor a torchvision model name
-            (or the builder fails to be called as fastai calls it); ``weights`` comes with a
-            built model; ``n_in`` is not 3; ``custom_head`` is not a module; or a body or head
-            argument is invalid.
+            (or the builder fails to be called as fastai calls it, or its pretrained weights
+            cannot be downloaded or loaded); ``weights`` comes with a built model; ``n_in`` is
+            not 3; ``custom_head`` is not a module; the body fails on every dummy input, or
+            returns a shape the head cannot take (see above); or a head argument is invalid.
 
     Examples:
         >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -351,7 +539,7 @@ def create_vision_model(
         # fastai measures nn.Sequential(*body.children()), starting at 32x32 pixels.
         children = list(body.children())
         measured = nn.Sequential(*children) if children else body
-        nf = num_features(measured, n_in=n_in, size=(32, 32))
+        nf = _head_features(measured, n_in, pool, concat_pool, model)
         head = create_head(
             nf,
             n_out,
@@ -370,6 +558,72 @@ def create_vision_model(
     if init is not None:
         _init_head(vision_model[1], init)
     return vision_model
+
+
+def _timm_name(model: nn.Module) -> str | None:
+    if not type(model).__module__.startswith("timm."):
+        return None
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    name = config.get("architecture") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _timm_advice(model: nn.Module) -> str:
+    """What fastai's timm path does, as a ``create_vision_model`` call (ends with a period)."""
+    name = _timm_name(model) or "arch"
+    return (
+        f"do what fastai's timm path does (vision_learner(dls, {name!r}), through "
+        f"create_timm_model and TimmBody): build timm.create_model({name!r}, num_classes=0), "
+        "which pools itself, and pass it with cut=lambda m: m and "
+        "custom_head=create_head(model.num_features, n_out, pool=False)."
+    )
+
+
+def _head_features(
+    measured: nn.Module, n_in: int, pool: bool, concat_pool: bool, model: nn.Module
+) -> int:
+    """fastai's ``num_features_model(measured)``, checked against the head it is for."""
+    found = probe_features(measured, n_in=n_in, size=(32, 32))
+    if found.error is not None:
+        message = _probe_failure(measured, found, n_in)
+        if _timm_name(model) is not None:
+            message += f" For this timm model, {_timm_advice(model)}"
+        raise LensError(message) from found.error
+    shape = found.output_shape
+    wanted = 4 if pool else 2
+    if shape is not None and len(shape) == wanted:
+        return shape[1]
+    got = f"a tensor of shape {shape}" if shape is not None else f"a {found.output_type}"
+    probe = f"a 1x{n_in}x{found.size[0]}x{found.size[1]} dummy input"
+    if pool:
+        first = "AdaptiveConcatPool2d" if concat_pool else "AdaptiveAvgPool2d(1)"
+        read = (
+            f" (here it would read {shape[1]} as the channels)" if shape and len(shape) > 1 else ""
+        )
+        what = (
+            f"`model`'s body returns {got} on {probe}, not feature maps (a 4-d tensor: batch, "
+            f"channels, height, width): fastai's head (pool=True) starts with {first} and "
+            f"Flatten, which pool feature maps{read}, so the model would fail at its first "
+            "forward."
+        )
+        if shape is not None and len(shape) == 3:
+            what += " A (batch, tokens, dim) output is a transformer's."
+        keep = found.feature_map_children
+        cut_advice = f" (the body's first {keep} children end on them)" if keep else ""
+        advice = (
+            f"Pass a `cut` that ends on feature maps{cut_advice}; or pool=False with a "
+            f"`custom_head` that takes this shape; or, for a timm model, {_timm_advice(model)}"
+        )
+    else:
+        what = (
+            f"`model`'s body returns {got} on {probe}, but with pool=False fastai's head "
+            "starts with BatchNorm1d and Linear on (batch, features): it takes a 2-d tensor."
+        )
+        advice = (
+            "Pass pool=True to pool 4-d feature maps, a `cut` that ends on (batch, features), "
+            "or a `custom_head` that takes this shape."
+        )
+    raise LensError(f"{what} {advice}")
 
 
 def as_sequential(model: nn.Module) -> nn.Sequential:

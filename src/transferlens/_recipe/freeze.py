@@ -59,7 +59,19 @@ def _norm_parameter_ids(model: nn.Module) -> set[int]:
     return {id(p) for module in model.modules() if is_norm(module) for p in module.parameters()}
 
 
-def _check_groups(model: nn.Module, groups: Sequence[Sequence[torch.Tensor]]) -> None:
+def _check_groups(
+    model: nn.Module,
+    groups: Sequence[Sequence[torch.Tensor]],
+    *,
+    moved_to: torch.device | None = None,
+) -> None:
+    """Refuse ``groups`` unless it is a non-empty list of lists of ``model``'s parameters.
+
+    ``moved_to``: the device the caller has just moved ``model`` to; the message then says that
+    the move replaced the parameters (``.to("meta")``, or any ``.to()`` with
+    ``torch.__future__.set_overwrite_module_params_on_conversion(True)``), so the groups must
+    be built after the move.
+    """
     if isinstance(groups, torch.Tensor) or not isinstance(groups, Sequence) or not groups:
         raise LensError(
             "`groups` must be a non-empty list of parameter lists, as param_groups(model, arch) "
@@ -73,9 +85,17 @@ def _check_groups(model: nn.Module, groups: Sequence[Sequence[torch.Tensor]]) ->
                 "Use param_groups(model, arch)."
             )
         if any(id(p) not in in_model for p in group):
+            if moved_to is not None:
+                raise LensError(
+                    f"`groups[{index}]` holds parameters that are no longer in `model`: moving "
+                    f"the model to {str(moved_to)!r} replaced its parameter objects, and the "
+                    "groups still point to the old ones. Build the groups after moving the "
+                    f"model: model.to({str(moved_to)!r}), then param_groups(model, arch)."
+                )
             raise LensError(
                 f"`groups[{index}]` holds parameters that are not in `model`. "
-                "Build the groups from the same model: param_groups(model, arch)."
+                "Build the groups from the same model: param_groups(model, arch) (and after "
+                "any model.to(...), which may replace the parameters)."
             )
 
 

@@ -20,6 +20,9 @@ family: builders, cut, first parameter group:
 - ``default``: everything else (ResNeXt, wide ResNets, VGGs without batch norm included);
   ``None`` (the pooling-layer rule); ``body`` (then the head)
 
+Beside the table, ``SPLIT_LAYOUTS``: the layers (by class name) that each family's splitter
+slices in its own models, which ``param_groups`` checks a model against.
+
 An architecture is a builder function or, as a string, a torchvision classification model name.
 (fastai reads a string as a timm name; transferlens does not.)
 
@@ -62,8 +65,6 @@ class ArchMeta:
             index into the body (``resnet``, ``xresnet``) or into its first child, the
             torchvision ``features`` (the others); ``None`` for ``default_split`` (body, head).
         splits_features: whether the splitter splits ``body[0]`` rather than ``body``.
-        first_layers: class names the split part starts with in every model of the family
-            (the layers of the first group); what ``param_groups`` checks a model against.
         stats: ``meta['stats']``, the normalization statistics ``vision_learner`` adds for a
             pretrained model, or ``None``.
         weights: ``meta['weights']``: ``"DEFAULT"`` where fastai builds the model with
@@ -76,7 +77,6 @@ class ArchMeta:
     cut: int | None
     split_at: int | None = None
     splits_features: bool = False
-    first_layers: tuple[str, ...] = ()
     stats: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     weights: str | None = None
     model_class: str | None = None
@@ -95,7 +95,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-2,
         split_at=6,
         splits_features=False,
-        first_layers=("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"),
         stats=IMAGENET_STATS,
         weights="DEFAULT",
         model_class="torchvision.models.resnet.ResNet",
@@ -105,7 +104,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-4,
         split_at=3,
         splits_features=False,
-        first_layers=("ConvLayer", "ConvLayer", "ConvLayer"),
         stats=IMAGENET_STATS,
         weights=None,
         model_class="fastai.vision.models.xresnet.XResNet",
@@ -115,7 +113,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-1,
         split_at=5,
         splits_features=True,
-        first_layers=("Conv2d", "ReLU", "MaxPool2d", "Fire"),
         stats=IMAGENET_STATS,
         weights="DEFAULT",
         model_class="torchvision.models.squeezenet.SqueezeNet",
@@ -125,7 +122,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-1,
         split_at=7,
         splits_features=True,
-        first_layers=("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "_DenseBlock"),
         stats=IMAGENET_STATS,
         weights="DEFAULT",
         model_class="torchvision.models.densenet.DenseNet",
@@ -135,7 +131,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-2,
         split_at=22,
         splits_features=True,
-        first_layers=("Conv2d", "BatchNorm2d", "ReLU"),
         stats=IMAGENET_STATS,
         weights="DEFAULT",
         model_class="torchvision.models.vgg.VGG",
@@ -145,7 +140,6 @@ _FAMILIES: dict[str, ArchMeta] = {
         cut=-2,
         split_at=6,
         splits_features=True,
-        first_layers=("Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d"),
         stats=IMAGENET_STATS,
         weights="DEFAULT",
         model_class="torchvision.models.alexnet.AlexNet",
@@ -169,6 +163,82 @@ MODEL_META: dict[tuple[str, str], ArchMeta] = {
 _CLASS_META: dict[str, ArchMeta] = {
     meta.model_class: meta for meta in _FAMILIES.values() if meta.model_class is not None
 }
+
+
+def _vgg_features(convolutions_and_pools: str, batch_norm: bool) -> tuple[str, ...]:
+    """torchvision's ``vgg.make_layers``, as class names: ``C`` a convolution, ``M`` a max pool."""
+    convolution = ("Conv2d", "BatchNorm2d", "ReLU") if batch_norm else ("Conv2d", "ReLU")
+    layers: list[str] = []
+    for item in convolutions_and_pools:
+        layers += convolution if item == "C" else ("MaxPool2d",)
+    return tuple(layers)
+
+
+#: torchvision's ``vgg.cfgs`` "A", "B", "D", "E", by depth, without the channel counts.
+_VGG_CONFIGS = {
+    11: "CMCMCCMCCMCCM",
+    13: "CCMCCMCCMCCMCCM",
+    16: "CCMCCMCCCMCCCMCCCM",
+    19: "CCMCCMCCCCMCCCCMCCCCM",
+}
+_RESNET_BODY = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", *("Sequential",) * 4)
+
+#: ``family -> {builder name: layers}``: the layers fastai's splitter slices, as class names, in
+#: the model fastai builds for each builder of the family's model class: the body (the
+#: model's first children) for ``resnet`` and ``xresnet``, whose splitters slice ``model[0]``;
+#: the model's ``features`` for the others, whose splitters slice ``model[0][0]``. The builders
+#: of those classes that have no ``model_meta`` entry (ResNeXt, wide ResNets, VGGs without batch
+#: norm) are listed too: fastai splits them as body and head, and ``param_groups`` names them
+#: when a model it refuses looks like one. ``test_groups_pairs.py`` checks every entry against
+#: the model built.
+SPLIT_LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "resnet": {
+        name: _RESNET_BODY
+        for name in (
+            *(f"resnet{depth}" for depth in (18, 34, 50, 101, 152)),
+            "resnext50_32x4d",
+            "resnext101_32x8d",
+            "resnext101_64x4d",
+            "wide_resnet50_2",
+            "wide_resnet101_2",
+        )
+    },
+    "xresnet": {
+        f"xresnet{depth}": ("ConvLayer",) * 3 + ("MaxPool2d",) + ("Sequential",) * 4
+        for depth in (18, 34, 50, 101, 152)
+    },
+    "squeezenet": {
+        "squeezenet1_0": (
+            *("Conv2d", "ReLU", "MaxPool2d", "Fire", "Fire", "Fire", "MaxPool2d"),
+            *("Fire", "Fire", "Fire", "Fire", "MaxPool2d", "Fire"),
+        ),
+        "squeezenet1_1": (
+            *("Conv2d", "ReLU", "MaxPool2d", "Fire", "Fire", "MaxPool2d", "Fire"),
+            *("Fire", "MaxPool2d", "Fire", "Fire", "Fire", "Fire"),
+        ),
+    },
+    "densenet": {
+        f"densenet{depth}": (
+            ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d")
+            + ("_DenseBlock", "_Transition") * 3
+            + ("_DenseBlock", "BatchNorm2d")
+        )
+        for depth in (121, 161, 169, 201)
+    },
+    "vgg": {
+        f"vgg{depth}{suffix}": _vgg_features(config, batch_norm=bool(suffix))
+        for suffix in ("_bn", "")
+        for depth, config in _VGG_CONFIGS.items()
+    },
+    "alexnet": {"alexnet": _vgg_features("CMCMCCCM", batch_norm=False)},
+}
+
+
+def family_layouts(meta: ArchMeta) -> dict[str, tuple[str, ...]]:
+    """The layouts (``SPLIT_LAYOUTS``) of the builders ``model_meta`` gives ``meta``'s entry."""
+    own = {name for (_, name), entry in MODEL_META.items() if entry is meta}
+    layouts = SPLIT_LAYOUTS.get(meta.family, {})
+    return {name: layers for name, layers in layouts.items() if name in own}
 
 
 def builder_meta(builder: Callable[..., Any]) -> ArchMeta:
@@ -234,7 +304,7 @@ def arch_meta(arch: Arch) -> ArchMeta:
         >>> meta.stats[0]
         (0.485, 0.456, 0.406)
         >>> arch_meta("efficientnet_b0")
-        ArchMeta(family='default', cut=None, split_at=None, splits_features=False, first_layers=(), stats=None, weights=None, model_class=None)
+        ArchMeta(family='default', cut=None, split_at=None, splits_features=False, stats=None, weights=None, model_class=None)
     """  # noqa: E501
     if isinstance(arch, str):
         return builder_meta(torchvision_builder(arch))
