@@ -17,7 +17,9 @@ The tests change the cell's source by two rules, and nothing else:
 The model tests execute the cell up to its data comment (the line starting ``# Your data``) in
 a fresh namespace, so they build and compare and never train. One test runs the whole cell in a
 new Python process (``python -c``), training on its own random stand-in data, with a short report
-appended after it.
+appended after it. Another runs the page's ``transferlens`` cell (after the heading "## The same
+in a few lines with transferlens") the same way, unchanged, with a random stand-in for resnet18's
+weights in its ``TORCH_HOME``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from torch import nn
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "cheat-sheet.ipynb"
 HEADING = "## The whole recipe, to copy"
+LENS_HEADING = "## The same in a few lines with transferlens"
 MARKER = "# <- your architecture"
 DATA_COMMENT = "# Your data"
 N_CLASSES = 37  # the cell's n_classes
@@ -61,13 +64,18 @@ ARCHS = [
 SAME_KIND = {"ConcatPool": "AdaptiveConcatPool2d"}
 
 
+def code_after(heading: str) -> str:
+    """The source of the code cell right after the markdown cell with ``heading``."""
+    cells = json.loads(PAGE.read_text())["cells"]
+    (index,) = [i for i, cell in enumerate(cells) if heading in "".join(cell["source"])]
+    cell = cells[index + 1]
+    assert cell["cell_type"] == "code", f"the cell after {heading!r} must be code"
+    return "".join(cell["source"])
+
+
 @functools.cache
 def recipe_source() -> str:
-    cells = json.loads(PAGE.read_text())["cells"]
-    (heading,) = [i for i, cell in enumerate(cells) if HEADING in "".join(cell["source"])]
-    cell = cells[heading + 1]
-    assert cell["cell_type"] == "code", f"the cell after {HEADING!r} must be the recipe"
-    return "".join(cell["source"])
+    return code_after(HEADING)
 
 
 def recipe_for(arch: str, *, whole: bool = False) -> str:
@@ -125,8 +133,8 @@ def test_recipe_builds_fastais_model_with_fastais_weights(arch: str) -> None:
     kinds = [SAME_KIND.get(type(m).__name__, type(m).__name__) for m in ours[1]]
     assert kinds == [type(m).__name__ for m in theirs[1]]
     # fastai's dummy_eval leaves every layer of the body in eval mode (not its container).
-    assert [m.training for key, m in ours.named_modules() if key != "0"] == [
-        m.training for key, m in theirs.named_modules() if key != "0"
+    assert [m.training for key, m in ours[0].named_modules() if key] == [
+        m.training for key, m in theirs[0].named_modules() if key
     ]
 
 
@@ -183,6 +191,7 @@ def test_recipe_cell_trains_alone_in_a_fresh_process(tmp_path: Path) -> None:
         "\nimport json as _json, sys as _sys\n"
         "print(_json.dumps({'losses': losses, 'batches': len(train_loader),"
         " 'groups': [len(list(g.parameters())) for g in groups],"
+        " 'training': [m.training for m in model.modules()],"
         " 'modules': sorted({m.split('.')[0] for m in _sys.modules})}))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "torch")}
@@ -200,7 +209,39 @@ def test_recipe_cell_trains_alone_in_a_fresh_process(tmp_path: Path) -> None:
     ran = json.loads(result.stdout.splitlines()[-1])
     assert ran["groups"] == [211, 6]
     assert len(ran["losses"]) == 2 * ran["batches"] and all(map(math.isfinite, ran["losses"]))
+    assert not any(ran["training"]), "fastai leaves the model in eval mode, after validating"
     assert not {"fastai", "fastcore", "transferlens", "timm"} & set(ran["modules"])
+
+
+def test_transferlens_cell_trains_alone_in_a_fresh_process(tmp_path: Path) -> None:
+    # The page says its transferlens cell runs on its own, without the cells above it. It
+    # loads resnet18's DEFAULT weights: a random stand-in under torchvision's file name in
+    # TORCH_HOME means nothing is downloaded (torch.hub checks a hash only when downloading).
+    cached = tmp_path / "torch" / "hub" / "checkpoints"
+    cached.mkdir(parents=True)
+    url = torchvision.models.ResNet18_Weights.DEFAULT.url
+    torch.save(torchvision.models.resnet18().state_dict(), cached / Path(url).name)
+    report = (
+        "\nimport json as _json, sys as _sys\n"
+        "print(_json.dumps({'losses': [b.loss for b in log.batches],"
+        " 'batches': len(train_loader),"
+        " 'modules': sorted({m.split('.')[0] for m in _sys.modules})}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "torch")}
+    result = subprocess.run(
+        [sys.executable, "-c", code_after(LENS_HEADING) + report],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    ran = json.loads(result.stdout.splitlines()[-1])
+    assert len(ran["losses"]) == 2 * ran["batches"] and all(map(math.isfinite, ran["losses"]))
+    assert not {"fastai", "fastcore", "timm"} & set(ran["modules"])
 
 
 def test_recipe_cell_imports_only_torch_and_torchvision() -> None:
