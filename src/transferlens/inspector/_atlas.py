@@ -1,39 +1,45 @@
 """The architecture atlas: every torchvision classification model through fastai's lens.
 
-One row per builder of ``torchvision.models.list_models(module=torchvision.models)`` (and, on
-request, per model of ``TIMM_MODELS``): whether fastai's ``vision_learner`` can build it (with
-fastai's reason when not), where it cuts, the parameter groups, the head's input features, what
-trains when frozen, the normalization and the weights that ``pretrained=True`` brings, and
-whether ``vision_learner(cut=...)`` is honoured. Every model is built for its structure only, on
-the meta device where it can be (``_meta_device``), so the whole atlas takes seconds.
+One row per builder of ``transferlens.known_architectures()`` (and, on request, per model of
+``TIMM_MODELS``): what fastai's default ``vision_learner(dls, arch)`` does with it (builds it,
+or fails, and why), what ``vision_learner(dls, arch, pretrained=False)`` does, and for the model
+fastai builds: where it cuts, the parameter groups, the head's input features, what trains when
+frozen, the normalization and the weights the default call loads, and whether
+``vision_learner(cut=...)`` is honoured. Every model is built for its structure only, on the meta
+device where it can be (``_meta_device``), and nothing is downloaded.
 
 What fastai does that transferlens encodes here, from ``fastai/vision/learner.py`` (2.8):
 
+- ``create_vision_model`` calls ``arch(weights=meta['weights'])`` (``'DEFAULT'``) for the
+  builders whose ``model_meta`` entry has ``weights``, and ``arch(pretrained=True)`` for the
+  others, which torchvision maps to each builder's legacy weights (``IMAGENET1K_V1``) and, for
+  the builders without any (``regnet_y_128gf``, ``vit_h_14``), fails with ``ValueError: No
+  weights available``: the default call fails there, ``pretrained=False`` does not.
+- The structure can depend on the call: ``googlenet`` built with weights drops its auxiliary
+  classifiers, so the default call builds it, while ``pretrained=False`` keeps them and fails.
 - ``vision_learner`` adds ``Normalize.from_stats(*meta['stats'])`` for a pretrained model only
   when its ``model_meta`` entry has ``stats`` (``_add_norm``); the default entry has none, so
   every builder missing from ``model_meta`` gets no normalization. A timm model gets its own
   ``default_cfg`` mean and std (``_timm_norm``).
-- ``create_vision_model`` calls ``arch(weights=meta['weights'])`` (``'DEFAULT'``) for the
-  builders whose entry has ``weights``, and ``arch(pretrained=True)`` for the others, which
-  torchvision maps to each builder's legacy weights (``IMAGENET1K_V1``, or none at all).
 - ``vision_learner`` never passes its ``cut`` argument on (it is not in ``model_args``), and
   ``create_timm_model`` gives ``TimmBody`` ``cut=None``: ``cut`` is honoured by neither path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
 
-from transferlens import arch_meta, create_head, freeze_to, trainable_report
+from transferlens import arch_meta, create_head, freeze_to, known_architectures, trainable_report
 from transferlens._reports.tables import text_table  # shared with the reports
 
-from ._inspect import InspectionRefused, inspect_architecture, torchvision_names
+from ._inspect import Inspection, Refusal, fastai_call, inspect_both_calls
 from ._meta_device import build_for_structure
 
 #: The timm models ``--timm`` adds: popular ones from each family people fine-tune most
@@ -56,18 +62,35 @@ TIMM_MODELS: tuple[str, ...] = (
 #: ``vision_learner(cut=...)`` reaches neither ``create_vision_model`` nor ``TimmBody``.
 CUT_HONOURED = False
 
+#: What a row's ``status`` and ``pretrained_false_status`` say.
+STATUSES = {
+    "ok": "fastai builds it",
+    "no weights": "torchvision has no weights for pretrained=True: ValueError",
+    "refused": "fastai fails on the model (the reason says where)",
+}
+
 
 @dataclass(frozen=True)
 class AtlasRow:
     """One model through fastai's lens (see the module docstring for where each field comes
-    from). Counts are parameters, i.e. elements; ``None`` where the model is refused."""
+    from). Counts are parameters, i.e. elements; ``None`` where no call builds the model.
+
+    ``status``/``reason`` say what the default ``vision_learner(dls, arch)`` does,
+    ``pretrained_false_status``/``pretrained_false_reason`` what ``pretrained=False`` does
+    (`STATUSES`). The numbers describe the model the default call builds, or where it fails,
+    the one ``pretrained=False`` builds: ``built_by`` says which (``None`` when neither does).
+    """
 
     name: str
     library: str  # "torchvision" or "timm"
     family: str
-    status: str  # "ok" or "refused"
+    status: str
     reason: str
+    pretrained_false_status: str
+    pretrained_false_reason: str
+    built_by: str | None  # "default" or "pretrained=False"
     cut: int | None
+    kept_children: int | None
     splitter: str
     groups: list[int] | None
     head_in_features: int | None
@@ -78,7 +101,7 @@ class AtlasRow:
     weights: str | None
     weights_call: str
     cut_honoured: bool
-    device: str
+    device: str | None
     suggested_cut: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -91,97 +114,79 @@ def _stats(mean: Sequence[float], std: Sequence[float]) -> dict[str, list[float]
     return {"mean": [float(value) for value in mean], "std": [float(value) for value in std]}
 
 
-class _Resolved(Exception):
-    def __init__(self, weights: Any) -> None:
-        super().__init__("resolved")
-        self.weights = weights
-
-
-def _torchvision_weights(builder: Callable[..., Any], requested: str | None) -> tuple[str, str]:
-    """What ``create_vision_model(arch, pretrained=True)`` passes, and the weights it loads.
-
-    Calls the builder exactly as fastai does and stops it when the builder resolves its
-    ``weights`` argument (``WeightsEnum.verify``, every builder's first line): nothing is built
-    or downloaded.
-    """
-    from torchvision.models._api import WeightsEnum
-
-    kwargs: dict[str, Any] = {"weights": requested} if requested else {"pretrained": True}
-    call = f"weights={requested!r}" if requested else "pretrained=True"
-    verify = WeightsEnum.verify
-
-    def resolve(cls: type[WeightsEnum], obj: Any) -> Any:
-        raise _Resolved(verify.__func__(cls, obj))  # type: ignore[attr-defined]
-
-    WeightsEnum.verify = classmethod(resolve)  # type: ignore[assignment,method-assign]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            builder(**kwargs)
-    except _Resolved as resolved:
-        weights = resolved.weights
-        return call, (f"{type(weights).__name__}.{weights.name}" if weights else "none")
-    except ValueError as error:  # torchvision: "No weights available for model vit_h_14"
-        return call, f"none ({error})"
-    finally:
-        WeightsEnum.verify = verify  # type: ignore[method-assign]
-    raise RuntimeError(f"{builder.__name__} never resolved its weights")  # pragma: no cover
-
-
 def _family(module_name: str) -> str:
     return module_name.rsplit(".", 1)[-1]
 
 
-def torchvision_row(name: str) -> AtlasRow:
-    """The atlas row of one torchvision classification builder."""
-    import torchvision.models
+def _status(outcome: Inspection | Refusal) -> str:
+    if isinstance(outcome, Inspection):
+        return "ok"
+    return "no weights" if outcome.stage == "weights" else "refused"
 
+
+def torchvision_row(name: str) -> AtlasRow:
+    """The atlas row of one torchvision classification builder.
+
+    Examples:
+        >>> row = torchvision_row("regnet_y_128gf")
+        >>> row.status, row.pretrained_false_status, row.built_by, row.weights
+        ('no weights', 'ok', 'pretrained=False', None)
+    """
+    import torchvision.models
 
     builder = torchvision.models.get_model_builder(name)
     meta = arch_meta(name)
-    call, weights = _torchvision_weights(builder, meta.weights)
-    normalize = _stats(*meta.stats) if meta.stats is not None else None
-    common = {
+    default, random_init = inspect_both_calls(name)
+    built = next((o for o in (default, random_init) if isinstance(o, Inspection)), None)
+    refusal = next((o for o in (default, random_init) if isinstance(o, Refusal)), None)
+    common: dict[str, Any] = {
         "name": name,
         "library": "torchvision",
         "family": _family(builder.__module__),
+        "status": _status(default),
+        "reason": default.reason if isinstance(default, Refusal) else "",
+        "pretrained_false_status": _status(random_init),
+        "pretrained_false_reason": random_init.reason if isinstance(random_init, Refusal) else "",
         "splitter": meta.splitter,
-        "normalize": normalize,
-        "weights": weights,
-        "weights_call": call,
+        "normalize": _stats(*meta.stats) if meta.stats is not None else None,
+        "weights": default.weights,
+        "weights_call": ", ".join(f"{k}={v!r}" for k, v in fastai_call(name, True)[1].items()),
         "cut_honoured": CUT_HONOURED,
     }
-    try:
-        found = inspect_architecture(name)
-    except InspectionRefused as refused:
-        refusal = refused.refusal
+    notes = [refusal.advice] if refusal is not None else []
+    suggested = next(
+        (o.suggested_cut for o in (default, random_init) if isinstance(o, Refusal)), None
+    )
+    if built is None:
+        assert refusal is not None
         return AtlasRow(
             **common,
-            status="refused",
-            reason=refusal.reason,
+            built_by=None,
             cut=refusal.cut,
+            kept_children=None,
             groups=None,
             head_in_features=None,
             parameters=None,
             trainable_when_frozen=None,
             trainable_share=None,
-            device=refusal.device,
-            suggested_cut=refusal.suggested_cut,
-            notes=[refusal.advice],
+            device=next(o.device for o in (default, random_init) if o.device is not None),
+            suggested_cut=suggested,
+            notes=notes,
         )
-    report = found.report
+    report = built.report
     return AtlasRow(
         **common,
-        status="ok",
-        reason="",
-        cut=found.cut,
-        groups=found.groups,
-        head_in_features=2 * found.n_features,
+        built_by="default" if built is default else "pretrained=False",
+        cut=built.cut,
+        kept_children=built.body_children,
+        groups=built.groups,
+        head_in_features=2 * built.n_features,
         parameters=report.elements,
         trainable_when_frozen=report.trainable_elements,
         trainable_share=report.trainable_elements / report.elements,
-        device=found.device,
-        notes=[found.device_note] if found.device_note else [],
+        device=built.device,
+        suggested_cut=suggested,
+        notes=[*([built.device_note] if built.device_note else []), *notes],
     )
 
 
@@ -199,9 +204,11 @@ def timm_row(name: str) -> AtlasRow:
     Mirrors ``fastai.vision.learner.create_timm_model``: ``timm.create_model(name,
     num_classes=0)`` wrapped whole in a ``TimmBody`` (no cut), a head on ``num_features`` that
     pools only when the model's ``default_cfg`` has a ``pool_size``, and ``default_split``.
+    The structure does not depend on ``pretrained`` (timm loads the weights into the model it
+    built, and builds with random weights where a model has none), so the model is built once,
+    with ``pretrained=False``, and both calls build it.
     """
     import timm
-
 
     built = build_for_structure(timm.create_model, model_name=name, pretrained=False, num_classes=0)
     model = built.model
@@ -220,7 +227,11 @@ def timm_row(name: str) -> AtlasRow:
         family=_family(type(model).__module__),
         status="ok",
         reason="",
+        pretrained_false_status="ok",
+        pretrained_false_reason="",
+        built_by="default",
         cut=None,
+        kept_children=None,
         splitter="default_split",
         groups=[sum(p.numel() for p in group) for group in groups],
         head_in_features=(2 if pool else 1) * model.num_features,
@@ -247,13 +258,34 @@ def atlas_rows(with_timm: bool = False, names: Sequence[str] | None = None) -> l
         One `AtlasRow` per model.
 
     Examples:
-        >>> [(row.name, row.cut, row.splitter) for row in atlas_rows(names=["resnet18"])]
-        [('resnet18', -2, '_resnet_split')]
-    """
-    rows = [torchvision_row(name) for name in (torchvision_names() if names is None else names)]
-    if with_timm:
-        rows += [timm_row(name) for name in TIMM_MODELS]
+        >>> [(row.name, row.status, row.cut, row.splitter) for row in atlas_rows(names=["resnet18"])]
+        [('resnet18', 'ok', -2, '_resnet_split')]
+    """  # noqa: E501
+    chosen = known_architectures() if names is None else names
+    with _older_objects_not_rescanned():
+        rows = [torchvision_row(name) for name in chosen]
+        if with_timm:
+            rows += [timm_row(name) for name in TIMM_MODELS]
     return rows
+
+
+@contextlib.contextmanager
+def _older_objects_not_rescanned() -> Iterator[None]:
+    """Spare Python's cyclic garbage collector the objects the process held before the block.
+
+    The atlas builds two models per builder, and every collection would scan all the objects
+    already alive (a fastai or timm import holds millions): a quarter of the atlas's time.
+    ``gc.freeze()`` sets them aside for the block; ``gc.unfreeze()`` gives them back after.
+    Left alone when something else has frozen objects already.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _millions(count: int) -> str:
@@ -267,12 +299,26 @@ def _normalize_text(row: AtlasRow) -> str:
     return "imagenet" if mean == [0.485, 0.456, 0.406] else "mean " + "/".join(map(str, mean))
 
 
-def _short_reason(row: AtlasRow) -> str:
-    if row.status == "ok":
-        return ""
-    if "StopIteration" in row.reason:
+def _why(status: str, reason: str) -> str:
+    if status == "no weights":
+        return "no pretrained=True weights (ValueError)"
+    if "StopIteration" in reason:
         return "no child with a pooling layer (StopIteration)"
     return "body fails on every probe input"
+
+
+def _short_reason(row: AtlasRow) -> str:
+    default = "" if row.status == "ok" else _why(row.status, row.reason)
+    random_init = (
+        ""
+        if row.pretrained_false_status == "ok"
+        else _why(row.pretrained_false_status, row.pretrained_false_reason)
+    )
+    if default and random_init and default != random_init:
+        return f"{default}; pretrained=False: {random_init}"
+    if random_init and not default:
+        return f"pretrained=False: {random_init}"
+    return default
 
 
 def _cells(row: AtlasRow) -> list[str]:
@@ -282,7 +328,7 @@ def _cells(row: AtlasRow) -> list[str]:
         if row.trainable_when_frozen is None or row.trainable_share is None
         else f"{_millions(row.trainable_when_frozen)} ({100 * row.trainable_share:.1f}%)"
     )
-    weights = (row.weights or "none").split(".")[-1].split(" (")[0]
+    weights = (row.weights or "none").split(".")[-1]
     if row.library == "timm":
         weights = row.weights or "none"  # timm's pretrained tag, e.g. resnet26d.bt_in1k
     elif row.weights_call == "weights='DEFAULT'":
@@ -290,20 +336,22 @@ def _cells(row: AtlasRow) -> list[str]:
     return [
         row.name,
         row.status,
+        row.pretrained_false_status,
         "-" if row.cut is None else str(row.cut),
         groups,
         "-" if row.head_in_features is None else str(row.head_in_features),
         trainable,
         _normalize_text(row),
         weights,
-        row.device,
+        row.device or "-",
         _short_reason(row),
     ]
 
 
 _HEADER = [
     "model",
-    "status",
+    "default",
+    "pretrained=False",
     "cut",
     "groups (parameters)",
     "head in",
@@ -311,22 +359,29 @@ _HEADER = [
     "normalize",
     "weights",
     "device",
-    "refused because",
+    "why not",
 ]
 
 
 def _summary(rows: Sequence[AtlasRow]) -> str:
-    ok = sum(row.status == "ok" for row in rows)
+    default = sum(row.status == "ok" for row in rows)
+    no_weights = sum(row.status == "no weights" for row in rows)
+    random_init = sum(row.pretrained_false_status == "ok" for row in rows)
     cpu = sum(row.device == "cpu" for row in rows)
     return (
-        f"{len(rows)} models: {ok} built by fastai, {len(rows) - ok} refused; "
-        f"{len(rows) - cpu} inspected on the meta device, {cpu} on the CPU. "
-        f"vision_learner(cut=...) honoured: {'yes' if CUT_HONOURED else 'no'} (fastai 2.8)."
+        f"{len(rows)} models: vision_learner(dls, arch) builds {default}, fails on "
+        f"{len(rows) - default} ({no_weights} without pretrained=True weights); with "
+        f"pretrained=False it builds {random_init}. {len(rows) - cpu} inspected on the meta "
+        f"device, {cpu} on the CPU. vision_learner(cut=...) honoured: "
+        f"{'yes' if CUT_HONOURED else 'no'} (fastai 2.8)."
     )
 
 
 def format_atlas(rows: Sequence[AtlasRow], fmt: str) -> str:
     """The rows as ``"text"`` (grouped by family), ``"markdown"`` or ``"json"``.
+
+    In text and markdown, ``default`` is the status of ``vision_learner(dls, arch)``,
+    ``pretrained=False`` that of ``vision_learner(dls, arch, pretrained=False)``.
 
     Examples:
         >>> print(format_atlas(atlas_rows(names=["resnet18"]), "json"))  # doctest: +ELLIPSIS
@@ -351,7 +406,7 @@ def format_atlas(rows: Sequence[AtlasRow], fmt: str) -> str:
 
     for (library, family), members in families.items():
         lines.append(f"{library} {family}")
-        table = text_table(_HEADER, [_cells(row) for row in members], right={2, 4})
+        table = text_table(_HEADER, [_cells(row) for row in members], right={3, 5})
         lines += ["  " + line.rstrip() for line in table]
         lines.append("")
     return "\n".join([*lines, _summary(rows)]) + "\n"

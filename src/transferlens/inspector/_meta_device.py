@@ -15,9 +15,10 @@ Three ways to build, tried in this order:
    This is what ``accelerate.init_empty_weights(include_buffers=True)`` does.
 3. The CPU, as usual, when neither works; the caller says so.
 
-The probe forward (``num_features``) then runs on meta tensors too: its cost no longer grows with
-the input size, which is what made refusing ``googlenet`` slow (fastai retries at sizes up to
-2048 pixels before giving up).
+On the meta device ``torch.nn.init``'s initializers are skipped while building: they only write
+values. The probe forward (``probe_features``) then runs on meta tensors too: its cost does not
+grow with the input size, which matters where fastai retries at sizes up to 2048 pixels before
+giving up (``googlenet`` with random weights).
 
 Many of PyTorch's meta kernels are written in Python (batch norm, layer norm, most elementwise
 operations: about a millisecond each), and a model repeats the same operation on the same
@@ -26,7 +27,18 @@ shapes many times. ``shape_memo()`` remembers, per operation and per exact input
 repeat without running the kernel again. A meta kernel's output metadata is a function of
 exactly those inputs, so the answers are the kernel's own; failures are never remembered (they
 run again and raise again). Operations that alias their inputs (views) or write into an argument
-other than ``self`` always run.
+other than ``self`` always run. The memory lasts for one ``with shape_memo():`` block (an inner
+block shares the outer one's) and is dropped when the outermost block ends.
+
+``weights_not_loaded()`` builds what a pretrained call builds (``resnet18(weights="DEFAULT")``,
+``googlenet(pretrained=True)``) without the weights: the builder resolves its weights and sets
+itself up for them as usual (``googlenet`` drops its auxiliary classifiers after loading), but
+nothing is downloaded or loaded. The structure fastai gets from its default
+``pretrained=True`` call can differ from the ``weights=None`` one.
+
+Built on PyTorch's private ``torch.utils._python_dispatch`` (``shape_memo``) and on patching
+``nn.Module`` and torchvision methods for the duration of a block (``empty_weights``,
+``weights_not_loaded``): not thread-safe, and only for inspecting structure.
 """
 
 from __future__ import annotations
@@ -91,7 +103,6 @@ def _key(value: Any) -> Any:
     raise _NotMeta  # anything else (a generator...): not remembered
 
 
-_MEMO: dict[Any, Any] = {}
 _IN_PLACE = object()  # remembered answer of an in-place operation: return `self`, unchanged
 
 
@@ -116,7 +127,9 @@ def _new_if_spec(item: Any) -> Any:
     return item.new() if isinstance(item, _Spec) else item
 
 
-_KINDS: dict[Any, str] = {}  # operation -> "in place", "pure" or "other" (always runs)
+#: operation -> "in place", "pure" or "other" (always runs): one entry per ATen operation seen, a
+#: fact about the operation's schema, so it is kept for the process (bounded by torch's operators).
+_KINDS: dict[Any, str] = {}
 
 
 def _kind(func: Any) -> str:
@@ -134,6 +147,10 @@ def _kind(func: Any) -> str:
 
 
 class _ShapeMemo(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo: dict[Any, Any] = {}
+
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
@@ -146,7 +163,7 @@ class _ShapeMemo(TorchDispatchMode):
             key = (func, _key(args), _key(kwargs))
         except _NotMeta:
             return func(*args, **kwargs)
-        remembered = _MEMO.get(key)
+        remembered = self.memo.get(key)
         if remembered is _IN_PLACE:
             return args[0]
         if remembered is not None:
@@ -156,16 +173,20 @@ class _ShapeMemo(TorchDispatchMode):
         if in_place:
             # Remember only what leaves `self` as it was (not resize_, unsqueeze_, ...).
             if output is args[0] and before is not None and before.same_as(output):
-                _MEMO[key] = _IN_PLACE
+                self.memo[key] = _IN_PLACE
             return output
         leaves, _ = tree_flatten(output)
         tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
         plain = all(isinstance(leaf, (torch.Tensor, int, float, bool)) for leaf in leaves)
         if plain and all(t.device.type == "meta" and t.storage_offset() == 0 for t in tensors):
-            _MEMO[key] = tree_map(
+            self.memo[key] = tree_map(
                 lambda item: _Spec(item) if isinstance(item, torch.Tensor) else item, output
             )
         return output
+
+
+#: The memo of the outermost ``shape_memo()`` block being run (empty outside every block).
+_ACTIVE: list[_ShapeMemo] = []
 
 
 @contextlib.contextmanager
@@ -179,7 +200,8 @@ def shape_memo() -> Iterator[None]:
     answers a repeat without running the kernel again. The answers are the kernel's own: its
     output depends on nothing else. Failures are never remembered (they run, and raise, every
     time); operations on real tensors, views, and in-place operations that change their
-    input's shape always run. The memory lasts for the process.
+    input's shape always run. The memory lasts for the block: a block inside another one uses
+    the outer block's memory, and the outermost block drops it when it ends.
 
     Yields:
         Nothing; use it in a ``with`` statement, as the example shows.
@@ -191,8 +213,16 @@ def shape_memo() -> Iterator[None]:
         >>> shapes[0] == shapes[1] == (8, 16, 62, 62)
         True
     """
-    with _ShapeMemo():
+    if _ACTIVE:  # inside another block: its memory answers
         yield
+        return
+    mode = _ShapeMemo()
+    _ACTIVE.append(mode)
+    try:
+        with mode:
+            yield
+    finally:
+        _ACTIVE.remove(mode)
 
 
 @contextlib.contextmanager
@@ -229,6 +259,57 @@ def empty_weights() -> Iterator[None]:
         nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
 
 
+class _NotLoaded(dict):  # type: ignore[type-arg]
+    """What ``get_state_dict`` returns inside ``weights_not_loaded``: an empty state dict that
+    ``load_state_dict`` skips (so a builder that edits the keys first, as densenet's, still
+    runs)."""
+
+
+@contextlib.contextmanager
+def weights_not_loaded() -> Iterator[list[Any]]:
+    """Build pretrained models inside the block without downloading or loading their weights.
+
+    Patches torchvision's ``WeightsEnum.get_state_dict`` (through which every torchvision
+    builder fetches its weights) to return an empty stand-in, and ``nn.Module.load_state_dict``
+    to skip that stand-in, for the duration of the block. Everything else a builder does for
+    its weights still happens: ``num_classes`` set from the weights' categories, googlenet's
+    ``aux1`` and ``aux2`` dropped, a ViT's ``image_size`` taken from the weights. The model
+    keeps its initial (random, or meta) values.
+
+    Yields:
+        The weights the builders asked for, in order (a list that grows inside the block).
+
+    Examples:
+        >>> import torchvision
+        >>> with weights_not_loaded() as asked, torch.device("meta"):
+        ...     model = torchvision.models.googlenet(weights="DEFAULT")
+        >>> asked, model.aux1, model.fc.out_features
+        ([GoogLeNet_Weights.IMAGENET1K_V1], None, 1000)
+    """
+    from torchvision.models._api import WeightsEnum
+
+    get_state_dict = WeightsEnum.get_state_dict
+    load_state_dict = nn.Module.load_state_dict
+    asked: list[Any] = []
+
+    def stand_in(weights: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(weights)
+        return _NotLoaded()
+
+    def skip_stand_in(module: nn.Module, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(state_dict, _NotLoaded):
+            return None
+        return load_state_dict(module, state_dict, *args, **kwargs)
+
+    WeightsEnum.get_state_dict = stand_in  # type: ignore[method-assign]
+    nn.Module.load_state_dict = skip_stand_in  # type: ignore[method-assign,assignment]
+    try:
+        yield asked
+    finally:
+        WeightsEnum.get_state_dict = get_state_dict  # type: ignore[method-assign]
+        nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True)
 class Built:
     """A model built for its structure, and how.
@@ -254,6 +335,30 @@ def _no_context() -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+#: ``torch.nn.init``'s in-place initializers (``kaiming_normal_``, ``trunc_normal_``, ...).
+_INITIALIZERS = tuple(
+    name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")
+)
+
+
+@contextlib.contextmanager
+def initializers_skipped() -> Iterator[None]:
+    """Inside the block, ``nn.init.kaiming_normal_(tensor, ...)`` and the others return
+    ``tensor`` untouched (looked up by name at call time, as builders do: ``nn.init.X_``)."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALIZERS}
+
+    def untouched(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    for name in _INITIALIZERS:
+        setattr(nn.init, name, untouched)
+    try:
+        yield
+    finally:
+        for name, initializer in saved.items():
+            setattr(nn.init, name, initializer)
+
+
 def _all_on_meta(model: nn.Module) -> bool:
     tensors = [*model.parameters(), *model.buffers()]
     return all(tensor.device.type == "meta" for tensor in tensors)
@@ -263,8 +368,10 @@ def build_for_structure(builder: Callable[..., Any], **kwargs: Any) -> Built:
     """Build ``builder(**kwargs)`` on the meta device if it can be, else on the CPU.
 
     Tries ``torch.device("meta")``, then ``empty_weights()``, then the CPU (see the module's
-    docstring). Warnings the builder emits (e.g. googlenet's about its initialization) are
-    silenced: the weights are not what the caller looks at.
+    docstring). On the meta device ``torch.nn.init``'s initializers are skipped (they would
+    only write values, and a meta tensor has none; most of a build's time went there).
+    Warnings the builder emits (e.g. googlenet's about its initialization) are silenced: the
+    weights are not what the caller looks at.
 
     Args:
         builder: A model builder, e.g. ``torchvision.models.resnet18``.
@@ -276,7 +383,7 @@ def build_for_structure(builder: Callable[..., Any], **kwargs: Any) -> Built:
     failures = []
     for context in (_meta_device, empty_weights):
         try:
-            with warnings.catch_warnings(), context(), shape_memo():
+            with warnings.catch_warnings(), context(), initializers_skipped():
                 warnings.simplefilter("ignore")
                 model = builder(**kwargs)
         except Exception as error:  # any failure: try the next way

@@ -2,25 +2,31 @@
 
 ::
 
-    transferlens inspect ARCH [--cut N|CHILD] [--n-out N] [--freeze N] [--lr LR]
-                              [--format text|json]
+    transferlens inspect ARCH [--no-pretrained] [--cut N|CHILD] [--n-out N] [--freeze N]
+                              [--lr LR] [--format text|json]
     transferlens atlas [--format text|json|markdown] [--timm]
 
-``inspect`` builds ``torchvision.models.get_model(ARCH, weights=None)`` for its structure only
-(on PyTorch's meta device where it can: nothing is downloaded, no numbers are computed, so a
-600-million-parameter model answers as fast as resnet18) and shows, step by step, what
-``fastai.vision.learner.vision_learner`` does to it: where it cuts the body, the head it adds,
-the parameter groups it trains with, which of them ``freeze_to`` freezes, the learning rate of
-each, and the resulting trainable report. Where fastai itself fails (``vit_b_16``: no child with
-a pooling layer, a bare ``StopIteration``), it says so in words, with a ``--cut`` that works.
+``inspect`` builds torchvision's ARCH the way ``fastai.vision.learner.vision_learner(dls, ARCH)``
+calls it (``weights='DEFAULT'`` or ``pretrained=True``, the weights resolved but never
+downloaded; ``--no-pretrained``: ``pretrained=False``), for its structure only (on PyTorch's
+meta device where it can: tensors have shapes but no values, so even a 600-million-parameter
+model allocates none), and shows, step by step, what ``vision_learner`` does to it: where it cuts
+the body, the head it adds, the parameter groups it trains with, which of them ``freeze_to``
+freezes, the learning rate of each, and the resulting trainable report. Where fastai itself
+fails (``regnet_y_128gf``: torchvision has no weights for ``pretrained=True``; ``vit_b_16``: no
+child with a pooling layer, a bare ``StopIteration``), it says so in words, and what works
+instead.
 
 ``atlas`` does the same for every classification builder in torchvision (and, with ``--timm``,
-a list of popular timm models): one row each.
+a list of popular timm models): one row each, with what the default call and
+``pretrained=False`` do.
+
+Arguments are checked before torch is imported: ``--help`` and a bad option answer at once.
 
 Exit status: 0 on success, 1 when torchvision (or, for ``--timm``, timm) is not installed (the
 message gives the install command), 2 for a bad argument (an unknown architecture gets close
 names suggested), 3 when fastai cannot build ARCH as asked (the message says why and what to
-pass instead).
+do instead).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from transferlens._reports.tables import format_lr  # shared with the reports
 if TYPE_CHECKING:  # the command imports torch and torchvision only when it runs
     from ._inspect import Inspection, Refusal
 
-__all__ = ["main", "parse_lr"]
+__all__ = ["main", "parse_cut", "parse_lr"]
 
 INSTALL_HINT = (
     "The transferlens command line needs torchvision, which is not installed.\n"
@@ -104,13 +110,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _cut_argument(text: str) -> int | str:
-    from ._inspect import parse_cut
+def parse_cut(text: str) -> int | str:
+    """Read ``--cut``: an int (fastai's ``cut``: keep ``children[:cut]``) or a child's name.
 
-    try:
-        return parse_cut(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is neither.
+
+    Examples:
+        >>> parse_cut("-2"), parse_cut("avgpool")
+        (-2, 'avgpool')
+    """
+    cleaned = text.strip()
+    if re.fullmatch(r"[-+]?\d+", cleaned):
+        return int(cleaned)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cleaned):
+        return cleaned
+    raise argparse.ArgumentTypeError(
+        f"cannot read {text!r} as a cut; write an int (e.g. -2: keep all children but the last "
+        "two) or the name of the first child to drop (e.g. avgpool)"
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -123,14 +141,25 @@ def _build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="show the body, head, parameter groups, freezing and learning rates of ARCH",
         description=(
-            "Build torchvision's ARCH for its structure only (on the meta device: nothing is "
-            "downloaded or computed) and show what fastai's vision_learner makes of it."
+            "Build torchvision's ARCH as fastai's vision_learner(dls, ARCH) calls it, for its "
+            "structure only (on the meta device: nothing is downloaded or computed), and show "
+            "what vision_learner makes of it."
         ),
     )
     inspect.add_argument("arch", metavar="ARCH", help="a torchvision classification model name")
     inspect.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "as vision_learner's pretrained (default: --pretrained, fastai's default: the "
+            "weights it would load, resolved, not downloaded; then learn.freeze()); "
+            "--no-pretrained: random weights, nothing frozen"
+        ),
+    )
+    inspect.add_argument(
         "--cut",
-        type=_cut_argument,
+        type=parse_cut,
         default=None,
         metavar="N|CHILD",
         help=(
@@ -145,9 +174,12 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--freeze",
         type=int,
-        default=-1,
+        default=None,
         metavar="N",
-        help="freeze_to(N): groups before N are frozen (default: -1, as vision_learner leaves it)",
+        help=(
+            "freeze_to(N): groups before N are frozen (default: as vision_learner leaves it, -1 "
+            "with --pretrained, 0 with --no-pretrained)"
+        ),
     )
     inspect.add_argument(
         "--lr",
@@ -164,8 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one row per torchvision classification model: what vision_learner makes of it",
         description=(
             "For every classification builder in torchvision.models (and, with --timm, popular "
-            "timm models): whether fastai's vision_learner builds it (or why not), its cut, "
-            "parameter groups, head, what trains when frozen, normalization and weights."
+            "timm models): whether fastai's vision_learner builds it by default and with "
+            "pretrained=False (or why not), its cut, parameter groups, head, what trains when "
+            "frozen, normalization and weights."
         ),
     )
     atlas.add_argument(
@@ -221,6 +254,16 @@ def _device_text(found: Inspection) -> str:
     return f"built on the CPU with random weights: it {found.device_note}"
 
 
+def _weights_text(found: Inspection) -> str:
+    called = f"{found.call} calls {found.builder_call}"
+    if found.weights is None:
+        return f"{called}:\n  random weights, and vision_learner does not freeze"
+    return (
+        f"{called}, which loads\n  {found.weights} (resolved here, not downloaded); then "
+        "learn.freeze()"
+    )
+
+
 def _print_text(found: Inspection, out: TextIO) -> None:
     n_groups = len(found.lrs)
     removed = [entry for entry in found.cut_diff if entry["kind"] == "removed"]
@@ -228,6 +271,7 @@ def _print_text(found: Inspection, out: TextIO) -> None:
         f"{found.arch}: what fastai's vision_learner builds from it ({_device_text(found)}, "
         f"n_out={found.n_out})",
         "",
+        f"Weights: {_weights_text(found)}",
         f"Body: {_cut_text(found)}",
     ]
     width = max((len(entry["path_a"]) for entry in removed), default=0)
@@ -255,6 +299,10 @@ def _to_dict(found: Inspection) -> dict[str, Any]:
     return {
         "arch": found.arch,
         "status": "ok",
+        "pretrained": found.pretrained,
+        "call": found.call,
+        "builder_call": found.builder_call,
+        "weights": found.weights,
         "device": found.device,
         "n_out": found.n_out,
         "body": {
@@ -288,7 +336,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
     from ._inspect import InspectionRefused, inspect_architecture
 
     try:
-        found = inspect_architecture(args.arch, args.n_out, args.cut, args.freeze, args.lr)
+        found = inspect_architecture(
+            args.arch, args.n_out, args.cut, args.freeze, args.lr, pretrained=args.pretrained
+        )
     except InspectionRefused as refused:
         if args.format == "json":
             sys.stdout.write(json.dumps(_refusal_dict(refused.refusal), indent=2) + "\n")
