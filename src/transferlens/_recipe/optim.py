@@ -3,18 +3,22 @@
 A fastai ``Learner`` does not train with ``torch.optim.Adam``: it trains with fastai's own
 ``Adam`` (``fastai/optimizer.py``), a chain of small callbacks run for every parameter:
 
-1. ``weight_decay``: decoupled weight decay, ``p *= 1 - lr * wd`` (skipped when ``wd == 0`` and,
-   with ``Learner(wd_bn_bias=False)``, the default, for normalization layers and biases);
+1. ``weight_decay``: decoupled weight decay, ``p *= 1 - lr * wd`` (skipped when ``wd == 0`` and
+   for parameters marked ``do_wd=False``: ``Learner.create_opt`` marks normalization layers and
+   biases so with ``wd_bn_bias=False``, the default);
 2. ``average_grad`` with ``dampening=True``: ``grad_avg = grad_avg * mom + grad * (1 - mom)``;
 3. ``average_sqr_grad``: ``sqr_avg = sqr_avg * sqr_mom + grad * grad * (1 - sqr_mom)``;
 4. ``step_stat``: the step count, kept per parameter;
 5. ``adam_step``: ``p -= lr / debias1 * grad_avg / (sqrt(sqr_avg / debias2) + eps)``.
 
 `torch.optim.AdamW(betas=(mom, 0.99), eps=1e-5)` is the same algorithm on paper, but not in
-float32: torch computes ``sqrt(v) / sqrt(debias2)`` where fastai computes ``sqrt(v / debias2)``,
-and Adam's normalisation amplifies such last-bit differences over a few steps. `Adam` below does
-fastai's tensor operations, in fastai's order, with fastai's scalars, so that the same inputs give
-the same bits. `optimizer_param_groups` builds its parameter groups from fastai's groups, with
+float32, for two reasons that both matter: torch updates the first moment with
+``grad_avg.lerp_(grad, 1 - mom)`` where fastai computes ``grad_avg.mul_(mom).add_(grad, alpha=1 -
+mom)``, and torch computes ``sqrt(v) / sqrt(debias2)`` where fastai computes ``sqrt(v /
+debias2)``. Adam's normalisation amplifies such last-bit differences over the steps (the
+without-fastai page swaps each into fastai's optimizer: only both together give AdamW's bits).
+`Adam` below does fastai's tensor operations, in fastai's order, with fastai's scalars, so that
+the same inputs give the same bits. `optimizer_param_groups` builds its parameter groups from fastai's groups, with
 the decay / no-decay split `Learner.create_opt` makes.
 
 Needs beside it: ``checks.py``, ``errors.py``, ``freeze.py``.
