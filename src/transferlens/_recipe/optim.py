@@ -18,8 +18,8 @@ mom)``, and torch computes ``sqrt(v) / sqrt(debias2)`` where fastai computes ``s
 debias2)``. Adam's normalisation amplifies such last-bit differences over the steps (the
 without-fastai page swaps each into fastai's optimizer: only both together give AdamW's bits).
 `Adam` below does fastai's tensor operations, in fastai's order, with fastai's scalars, so that
-the same inputs give the same bits. `optimizer_param_groups` builds its parameter groups from fastai's groups, with
-the decay / no-decay split `Learner.create_opt` makes.
+the same inputs give the same bits. `optimizer_param_groups` builds its parameter groups from
+fastai's groups, with the decay / no-decay split `Learner.create_opt` makes.
 
 Needs beside it: ``checks.py``, ``errors.py``, ``freeze.py``.
 """
