@@ -162,7 +162,14 @@ def test_recipe_freezes_decays_and_spreads_rates_as_fastai(arch: str) -> None:
         loss_func=nn.CrossEntropyLoss(),
         splitter=fastai_splitter(arch),
     )
-    for n in (len(namespace["groups"]) - 1, 0):
+    # Built, the recipe's model is frozen as vision_learner leaves a pretrained one (the only
+    # test that changes requires_grad, and only after this check).
+    learn.freeze()
+    assert [p.requires_grad for p in model.parameters()] == [
+        p.requires_grad for p in theirs.parameters()
+    ]
+    assert not all(p.requires_grad for p in model.parameters())
+    for n in (0, -1, 0, len(namespace["groups"]) - 1, 0):  # -1: learn.freeze()
         namespace["freeze_to"](n)
         learn.freeze_to(n)
         assert [p.requires_grad for p in model.parameters()] == [
@@ -179,7 +186,8 @@ def test_recipe_freezes_decays_and_spreads_rates_as_fastai(arch: str) -> None:
     theirs_name = {id(p): key for key, p in theirs.named_parameters()}
     assert no_decay == {theirs_name[id(p)] for p in norm_bias_params(theirs, True)}
     assert all(learn.opt.state[p]["do_wd"] is False for p in norm_bias_params(theirs, True))
-    for lr in (slice(2e-3), slice(1e-5, 1e-3), slice(1e-3 / 100, 1e-3)):
+    # A rate or a slice, as fastai's fit_one_cycle takes them (fastbook chapter 5 passes 3e-3).
+    for lr in (3e-3, slice(2e-3), slice(1e-5, 1e-3), slice(1e-3 / 100, 1e-3)):
         learn.opt.set_hyper("lr", lr)
         assert namespace["group_lrs"](lr) == [hyper["lr"] for hyper in learn.opt.hypers]
 
