@@ -67,7 +67,8 @@ def test_only_the_sentence_with_the_source_is_backed() -> None:
 def test_code_names_versions_and_small_counts_are_not_claims() -> None:
     text = (
         "Use `slice(1e-5, 1e-3)` with resnet18 and `layer4`; fastai#4027 is open; "
-        "torch 2.14 and fastai 2.8.12 run it. It has three groups and 2 epochs, "
+        "torch 2.14 and fastai 2.8.12 run it, SqueezeNet 1.1 too. It has three groups and 2 "
+        "epochs, "
         "see [the head](head.ipynb#part-42)."
     )
     assert _flagged(text) == []
@@ -80,3 +81,11 @@ def test_numbers_in_the_code_count_as_backed() -> None:
 def test_a_larger_count_needs_a_source_or_an_output() -> None:
     assert _flagged("The data set has 37 breeds.") == ["37"]
     assert _flagged("The data set has 37 breeds.", printed="breeds: 37") == []
+
+
+def test_the_page_run_fails_a_page_with_an_unsourced_number() -> None:
+    import pagerun
+
+    error = pagerun._unsourced_error(_page("The drift is largest at 4.7 %.", "largest 0.0%"))
+    assert error is not None and "4.7 %" in error.summary and "4.7 %" in error.trace
+    assert pagerun._unsourced_error(_page("Largest at 4.7 %.", "largest 4.7%")) is None

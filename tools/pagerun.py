@@ -8,9 +8,10 @@
    kernel starts under a lock shared by all processes, a kernel that dies on start is started
    again, and the kernel's peak memory is read after every cell.
 3. After nbmake has executed the page (passed or failed), the executed notebook is the client's
-   ``nb``. Its stream outputs are coalesced; a page that wrote to stderr fails; its outputs are
-   compared with a run of identical inputs, naming the first cell that differs: the copy of the
-   same key in build/executed/ (``make test``: when there is one), else, with
+   ``nb``. Its stream outputs are coalesced; a page that wrote to stderr fails, and so does a
+   page whose prose states a number no output shows and no source backs (``prose_numbers``);
+   its outputs are compared with a run of identical inputs, naming the first cell that differs:
+   the copy of the same key in build/executed/ (``make test``: when there is one), else, with
    ``--check-determinism`` (``make test-pages``), a second execution of the page.
 4. A passing page is published to build/executed/ stamped with its cache key (``pagecache``); a
    failing page's copy is removed, so the site cannot publish a stale one. Seconds, the kernel's
@@ -39,6 +40,7 @@ from typing import Any
 
 import nbformat
 import pagecache
+import prose_numbers
 import pytest
 from nbclient.client import NotebookClient
 from nbmake import nb_run
@@ -77,7 +79,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                 error = failure.args[0].error
             seconds = time.perf_counter() - start
             nb = coalesce_streams(_executed(clients))
-            error = error or _stderr_error(nb)
+            error = error or _stderr_error(nb) or _unsourced_error(nb)
             if error is None and previous is None and item.config.getoption("check_determinism"):
                 previous, baseline = nb, "second execution"
                 error = _nbmake_error(item.runtest)  # nbmake executes the page again
@@ -302,6 +304,24 @@ def _read_notebook(path: Path) -> Any:
 
 def _code_cells(nb: Any) -> list[tuple[int, Any]]:
     return [(i, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+
+
+def _unsourced_error(nb: Any) -> NotebookError | None:
+    """A number in the prose that neither the run nor a named source backs (prose_numbers)."""
+    found = prose_numbers.unsourced_numbers(nb)
+    if not found:
+        return None
+    listed = "\n".join(f"  {problem}" for problem in found)
+    return NotebookError(
+        summary=f"markdown cell {found[0].cell} states {found[0].number!r}, which no output shows",
+        trace=(
+            f"{len(found)} number(s) in the prose appear in none of the page's outputs or code, "
+            f"and their sentences name no source (tools/prose_numbers.py):\n{listed}\n"
+            "Print the number in the cell beside it, name where it comes from (fastbook, "
+            "fastai's source, ...), or drop it."
+        ),
+        failing_cell_index=found[0].cell,
+    )
 
 
 def _stderr_error(nb: Any) -> NotebookError | None:

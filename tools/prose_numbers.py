@@ -45,9 +45,12 @@ _SOURCES = re.compile(
     r"\bthread\b|\bissue\b|#\d+|\w\.py\b|\bsource\b|\bdocumentation\b|\bdocs\b|\bREADME\b",
     re.I,
 )
-#: Version numbers after a package name: "torch 2.14", "fastai 2.8", "Python 3.11".
+#: Version numbers after a package name ("torch 2.14", "Python 3.11") and model names written
+#: with a space ("SqueezeNet 1.1", "ResNet 50", "VGG 16").
 _VERSION_AFTER = re.compile(
-    r"(?:python|torch|torchvision|fastai|fastcore|timm|mkdocs|nbmake|onnx\w*|pytorch|cuda)\s*$",
+    r"(?:python|torch|torchvision|fastai|fastcore|timm|mkdocs|nbmake|onnx\w*|pytorch|cuda|"
+    r"squeezenet|shufflenet\w*|mobilenet\w*|mnasnet|efficientnet\w*|x?resnet|resnext|densenet|"
+    r"vgg|regnet\w*|convnext|vit|swin)\s*$",
     re.I,
 )
 SMALL = 10
