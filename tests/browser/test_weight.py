@@ -17,11 +17,6 @@ from browsing import NOTEBOOKS, ROOT, SITE, _open, _url_path
 
 KIB = 1024
 PAGE_LIMIT = 150 * KIB
-# The one page above the limit, by its content: 30 code cells, 80 KB of highlighted code and the
-# 15 KB of source the copy buttons copy, with the page's chrome at 25 KB. Splitting the page is
-# its authors' call; this keeps it from growing unnoticed.
-HEAVIER_PAGES = {"beyond-resnet.ipynb": 180 * KIB}
-
 INLINE_IMAGE = re.compile(rb'(?<=src=")data:[^"]*')
 STYLESHEET_LINK = re.compile(r'<link rel="stylesheet" href="([^"]+)">')
 # Two rules only mkdocs-jupyter's notebook CSS has: JupyterLab's, and its pygments theme's.
@@ -39,7 +34,7 @@ def _notebook_stylesheets() -> list[Path]:
 @pytest.mark.parametrize(("title", "source"), NOTEBOOKS, ids=[s for _, s in NOTEBOOKS])
 def test_notebook_page_weight(title: str, source: str) -> None:
     weight = len(INLINE_IMAGE.sub(b"", _page_html(source).read_bytes()))
-    limit = HEAVIER_PAGES.get(source, PAGE_LIMIT)
+    limit = PAGE_LIMIT
     assert weight <= limit, f"{source}: {weight / KIB:.0f} KiB without images, over {limit // KIB}"
 
 

@@ -13,6 +13,8 @@ never needs this module; the site's pages import it in their first cell::
   the pages run in parallel kernels (the page test session calls it).
 - `quiet_known_warnings`: filters exactly the import-time warnings of fastai 2.8 that a
   page cannot act on, each with the reason it is harmless.
+- `first_photos`: the first photos of every Pets breed, a subset that means the same for
+  the stand-in photos and the real data set.
 - `file_lock` / `write_atomically`: the one file lock and the one atomic write of the
   stand-in cache and of the page machinery (tools/).
 - `record_schedule`: records the learning rates and momentum a fastai ``Learner`` trains
@@ -35,6 +37,7 @@ from ._assets import (
 )
 from ._fetch import fetch_real_assets
 from ._files import file_lock, write_atomically
+from ._pets import first_photos
 from ._recorder import ScheduleRecording, record_schedule
 from ._warnings import KNOWN_WARNINGS, KnownWarning, quiet_known_warnings
 
@@ -48,6 +51,7 @@ __all__ = [
     "ScheduleRecording",
     "fetch_real_assets",
     "file_lock",
+    "first_photos",
     "quiet_known_warnings",
     "record_schedule",
     "resolve_asset_mode",
