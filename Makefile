@@ -2,7 +2,7 @@
 #   make test    create .venv if missing, run the unit tests and execute every page (nbmake)
 #   make site    build site/ from the executed pages (executes only stale pages)
 #   make serve   make site, then serve site/ on http://127.0.0.1:8000
-# See README.md for the rest (test-browser, bench, lint, clean).
+# See README.md for the rest (test-pages, test-colab, mutants, test-browser, bench, lint, clean).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,7 +14,7 @@ PIP_QUIET := grep -v -e 'is ignored: it is neither a file nor a directory' || tr
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 8000
 
-.PHONY: venv test test-pages test-colab site serve test-browser bench lint clean help
+.PHONY: venv test test-pages test-colab mutants site serve test-browser bench lint clean help
 
 help:
 	@sed -n '2,6p' Makefile | sed 's/^# //'
@@ -46,6 +46,11 @@ test-pages: venv
 # matplotlib and ipykernel; each page's own first cell installs transferlens (from this checkout).
 test-colab: venv
 	$(PY) tools/colab_check.py
+
+# Each page against fastai (or torch) changed in the one behaviour it explains: every page must
+# fail under its mutants (tools/mutants.py lists them).
+mutants: venv
+	$(PY) tools/mutants.py --jobs $(JOBS)
 
 site: venv
 	$(PY) tools/build_site.py --jobs $(JOBS)

@@ -9,7 +9,9 @@ Times, with the same number of parallel workers for the page runs:
       them; `make test-pages` would also execute a page twice where it has no copy to compare
       with), then `make site`;
   (c) a no-op `make site`;
-  (d) `make site` after editing one page (only that page is executed again).
+  (d) `make site` after editing one page (only that page is executed again);
+  (e) `transferlens inspect` of the slowest builders against `inspect resnet18`, side by side
+      (tools/bench_inspect.py, whose table it prints).
 
 It prints a table and writes build/bench.json. A benchmark, not a test: nothing is asserted.
 """
@@ -25,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_inspect
 import pagecache
 
 ROOT = pagecache.ROOT
@@ -108,6 +111,9 @@ def main() -> int:
         page.write_bytes(original)
     _timed("make site (restore)", ["make", "--no-print-directory", "site"])
 
+    print("-- (e) transferlens inspect: the slowest builders against resnet18", flush=True)
+    inspect_rows = bench_inspect.main([])
+
     naive = results["naive: nbmake"] + results["naive: mkdocs (executes again)"]
     ours = results["ours: make test"] + results["ours: make site"]
     pages_only = results["ours: pages alone"] + results["ours: make site"]
@@ -129,12 +135,15 @@ def main() -> int:
     print(f"naive pipeline / nbmake alone:        {naive / results['naive: nbmake']:.2f}x")
     print(f"(make test + make site) / make test:  {ours / results['ours: make test']:.2f}x")
     print(f"naive pipeline / ours, pages only:    {naive / pages_only:.2f}x")
+    slowest = max(inspect_rows, key=lambda row: row["ratio"])
+    print(f"slowest inspect / inspect resnet18:   {slowest['ratio']:.2f}x ({slowest['command']})")
     record = {
         "jobs": int(JOBS),
         "seconds": results,
         "naive_total": naive,
         "ours_total": ours,
         "ours_pages_only": pages_only,
+        "inspect": inspect_rows,
     }
     (pagecache.BUILD / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
