@@ -39,6 +39,26 @@ class Mutant:
     needs_cuda: bool = False  # the behaviour only differs on a GPU: skipped without one
 
 
+def _frozen_phase(pct_start: float, says: str, page: str) -> Mutant:
+    """fastai's `Learner.fine_tune`, its frozen phase run with another `pct_start` than 0.99."""
+    return Mutant(
+        f"fine_tune's frozen phase {says}",
+        (page,),
+        f"""
+        import fastai.callback.schedule as _schedule
+        def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100,
+                      pct_start=0.3, div=5.0, **kwargs):
+            self.freeze()
+            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start={pct_start}, **kwargs)
+            base_lr /= 2
+            self.unfreeze()
+            self.fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr),
+                               pct_start=pct_start, div=div, **kwargs)
+        _schedule.Learner.fine_tune = fine_tune
+        """,
+    )
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "zero_grad drops gradients (torch's set_to_none) instead of zeroing them",
@@ -276,22 +296,7 @@ MUTANTS: tuple[Mutant, ...] = (
         _learner.Learner.create_opt = create_opt
         """,
     ),
-    Mutant(
-        "fine_tune's frozen phase warms up for pct_start=0.25, not 0.99",
-        ("without-fastai.ipynb",),
-        """
-        import fastai.callback.schedule as _schedule
-        def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100,
-                      pct_start=0.3, div=5.0, **kwargs):
-            self.freeze()
-            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.25, **kwargs)
-            base_lr /= 2
-            self.unfreeze()
-            self.fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr),
-                               pct_start=pct_start, div=div, **kwargs)
-        _schedule.Learner.fine_tune = fine_tune
-        """,
-    ),
+    _frozen_phase(0.25, "warms up for pct_start=0.25, not 0.99", "without-fastai.ipynb"),
     Mutant(
         "torch's Adam picks foreach (_multi_tensor_adam) on the CPU too",
         ("without-fastai.ipynb",),
@@ -447,22 +452,7 @@ MUTANTS: tuple[Mutant, ...] = (
         _fp16.Learner.to_fp16 = lambda self, **kwargs: self
         """,
     ),
-    Mutant(
-        "fine_tune's frozen phase anneals (pct_start=0.3)",
-        ("fine-tune.ipynb",),
-        """
-        import fastai.callback.schedule as _s
-        def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100,
-                      pct_start=0.3, div=5.0, **kwargs):
-            self.freeze()
-            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.3, **kwargs)
-            base_lr /= 2
-            self.unfreeze()
-            self.fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr),
-                               pct_start=pct_start, div=div, **kwargs)
-        _s.Learner.fine_tune = fine_tune
-        """,
-    ),
+    _frozen_phase(0.3, "anneals (pct_start=0.3)", "fine-tune.ipynb"),
     Mutant(
         "freeze() freezes BatchNorm too (train_bn ignored)",
         ("fine-tune.ipynb",),
