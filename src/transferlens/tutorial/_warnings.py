@@ -23,11 +23,14 @@ class KnownWarning:
 
 KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
     KnownWarning(
-        category=FutureWarning,
+        # A FutureWarning in torch 2.14, a DeprecationWarning in some earlier releases
+        # (pyg-team/pytorch_geometric#10697): both are Warnings, matched by message and module.
+        category=Warning,
         message=r"`torch\.jit\.script` is deprecated",
         module=r"torch\.jit\._script",
         why="fastai 2.8 scripts a few activation functions with torch.jit.script when it is "
-        "imported; torch 2.14 deprecates torch.jit.script. Nothing on these pages uses them.",
+        "imported; recent torch releases deprecate torch.jit.script. Nothing on these pages "
+        "uses them.",
     ),
     KnownWarning(
         category=Warning,
@@ -46,9 +49,14 @@ def quiet_known_warnings() -> tuple[KnownWarning, ...]:
         The filtered warnings, each with the reason it is harmless.
 
     Examples:
-        >>> known = quiet_known_warnings()
-        >>> [w.category.__name__ for w in known]
-        ['FutureWarning', 'Warning']
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     known = quiet_known_warnings()
+        ...     warnings.warn_explicit("`torch.jit.script` is deprecated.", DeprecationWarning,
+        ...                            "_script.py", 1, module="torch.jit._script")
+        >>> caught, len(known)
+        ([], 2)
     """
     for known in KNOWN_WARNINGS:
         warnings.filterwarnings(
