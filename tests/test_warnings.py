@@ -9,6 +9,7 @@ import pytest
 from transferlens.tutorial import quiet_known_warnings
 
 JIT = "`torch.jit.script` is deprecated. Please switch to `torch.compile` or `torch.export`."
+JIT_314 = "`torch.jit.script` is not supported in Python 3.14+ and may break. Please switch."
 
 
 def _caught(message: str, category: type[Warning], module: str) -> list[warnings.WarningMessage]:
@@ -19,9 +20,10 @@ def _caught(message: str, category: type[Warning], module: str) -> list[warnings
     return caught
 
 
+@pytest.mark.parametrize("message", [JIT, JIT_314])
 @pytest.mark.parametrize("category", [FutureWarning, DeprecationWarning])
-def test_torch_jit_script_warning_is_filtered_in_either_category(category):
-    assert _caught(JIT, category, "torch.jit._script") == []
+def test_torch_jit_script_warning_is_filtered_in_either_category(category, message):
+    assert _caught(message, category, "torch.jit._script") == []
 
 
 def test_same_message_from_another_module_is_kept():

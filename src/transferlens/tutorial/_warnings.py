@@ -25,8 +25,9 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
     KnownWarning(
         # A FutureWarning in torch 2.14, a DeprecationWarning in some earlier releases
         # (pyg-team/pytorch_geometric#10697): both are Warnings, matched by message and module.
+        # On Python 3.14+ torch words it "is not supported in Python 3.14+ and may break".
         category=Warning,
-        message=r"`torch\.jit\.script` is deprecated",
+        message=r"`torch\.jit\.script` is (deprecated|not supported in Python 3\.14\+)",
         module=r"torch\.jit\._script",
         why="fastai 2.8 scripts a few activation functions with torch.jit.script when it is "
         "imported; recent torch releases deprecate torch.jit.script. Nothing on these pages "
