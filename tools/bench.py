@@ -50,16 +50,21 @@ def _timed(label: str, command: list[str], env: dict[str, str] | None = None) ->
     return seconds
 
 
-def _naive_config() -> Path:
-    """mkdocs.yml as a naive setup would have it: mkdocs-jupyter executes, no hooks."""
-    text = (ROOT / "mkdocs.yml").read_text()
+def naive_config_text(text: str) -> str:
+    """mkdocs.yml's text as a naive setup would have it: mkdocs-jupyter executes, no hooks."""
     text = text.replace("      execute: false\n", "      execute: true\n")
     text = text.replace(
         "      allow_errors: false\n", "      allow_errors: false\n      cache: false\n"
     )
-    text = text.replace("hooks:\n  - tools/mkdocs_hooks.py\n", "")
+    # The whole `hooks:` block (its items and comments), whatever hooks it lists.
+    text = re.sub(r"^hooks:\n(?:[ \t]+.*\n|\n)*", "", text, flags=re.M)
     text = text.replace("strict: true\n", "strict: false\n")
-    text = text.replace("      - Execution report: execution-report.md\n", "")
+    return text.replace("      - Execution report: execution-report.md\n", "")
+
+
+def _naive_config() -> Path:
+    """Write the naive mkdocs config beside mkdocs.yml (so relative paths still hold)."""
+    text = naive_config_text((ROOT / "mkdocs.yml").read_text())
     config = ROOT / "mkdocs.bench-naive.yml"  # beside mkdocs.yml, so relative paths still hold
     config.write_text(text)
     return config
