@@ -137,6 +137,13 @@ def test_a_passing_page_is_published_and_measured(runs: SimpleNamespace) -> None
     assert all(not cell.get("outputs") for cell in source.cells)
 
 
+def test_the_run_table_lists_the_pages_of_this_run_only(runs: SimpleNamespace) -> None:
+    table = runs.second.stdout[runs.second.stdout.index("page execution") :]
+    assert "docs/random.ipynb" in table and "docs/good.ipynb" in table
+    assert "docs/noisy.ipynb" not in table  # ran in the first run only
+    assert "more pages from earlier runs in that file" in table
+
+
 def test_pages_run_in_parallel_without_kernel_start_failures(runs: SimpleNamespace) -> None:
     assert "2 workers" in runs.first.stdout, runs.first.stdout  # xdist ran, from the testpaths
     assert "2 failed, 2 passed" in runs.first.stdout, runs.first.stdout + runs.first.stderr

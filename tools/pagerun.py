@@ -247,9 +247,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     records = pagecache.write_report()
     started = config.stash.get(_started_key, "")
-    if any(rec.get("finished", "") >= started for rec in records):  # pages ran in this session
+    ran = [rec for rec in records if rec.get("finished", "") >= started]  # in this session
+    if ran:
         terminalreporter.section("page execution (build/execution.json)")
-        terminalreporter.write_line(pagecache.format_table(records))
+        terminalreporter.write_line(pagecache.format_table(ran))
+        if len(ran) < len(records):
+            others = len(records) - len(ran)
+            terminalreporter.write_line(f"({others} more pages from earlier runs in that file)")
 
 
 # --- what is compared and published ---------------------------------------------------------
