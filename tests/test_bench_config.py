@@ -15,10 +15,8 @@ from mkdocs.config import load_config
 
 def test_naive_config_executes_pages_and_has_no_hooks():
     config_file = pagecache.ROOT / "mkdocs.yml"
-    text = bench.naive_config_text(config_file.read_text())
-    # Beside mkdocs.yml, as bench writes it, so that its relative paths resolve the same way.
-    naive = pagecache.ROOT / f"mkdocs.test-naive-{os.getpid()}.yml"
-    naive.write_text(text)
+    naive = bench.write_naive_config(f"mkdocs.test-naive-{os.getpid()}.yml")  # as bench does
+    text = naive.read_text()
     try:
         config = load_config(str(naive))  # raises mkdocs' Abort on any config error
     finally:

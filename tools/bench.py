@@ -62,11 +62,10 @@ def naive_config_text(text: str) -> str:
     return text.replace("      - Execution report: execution-report.md\n", "")
 
 
-def _naive_config() -> Path:
+def write_naive_config(name: str = "mkdocs.bench-naive.yml") -> Path:
     """Write the naive mkdocs config beside mkdocs.yml (so relative paths still hold)."""
-    text = naive_config_text((ROOT / "mkdocs.yml").read_text())
-    config = ROOT / "mkdocs.bench-naive.yml"  # beside mkdocs.yml, so relative paths still hold
-    config.write_text(text)
+    config = ROOT / name
+    config.write_text(naive_config_text((ROOT / "mkdocs.yml").read_text()))
     return config
 
 
@@ -77,7 +76,7 @@ def main() -> int:
     plain_ini.write_text("[pytest]\n")
     results: dict[str, float] = {}
 
-    config = _naive_config()
+    config = write_naive_config()
     try:
         results["naive: nbmake"] = _timed(
             "naive nbmake",
