@@ -388,8 +388,8 @@ def _resolve_call(name: str, pretrained: bool) -> _Call:
                     f"Pass --no-pretrained to see what {fastai_call(name, False)[0]} does "
                     "(random weights). For torchvision's own weights, give fastai a function "
                     f"as `arch`: vision_learner(dls, lambda pretrained: {name}(weights="
-                    f"'DEFAULT' if pretrained else None)), which fastai then cuts as it cuts "
-                    f"{name}."
+                    f"'DEFAULT' if pretrained else None)), which fastai then cuts and splits as "
+                    "it does with pretrained=False (what --no-pretrained shows)."
                 ),
                 fastai_error=type(error).__name__,
                 cut=None,
