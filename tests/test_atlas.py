@@ -236,7 +236,8 @@ def test_atlas_formats(rows: list, fmt: str) -> None:
 @pytest.mark.parametrize("name", TIMM_MODELS)
 def test_timm_row_matches_fastai(name: str) -> None:
     """``vision_learner(dls, name)`` goes through ``create_timm_model``: same groups, head."""
-    from fastai.vision.learner import TimmBody, create_timm_model, default_split
+    from fastai.data.core import DataLoaders
+    from fastai.vision.learner import TimmBody, create_timm_model, default_split, vision_learner
 
     row = timm_row(name)
     with torch.device("meta"):
@@ -250,6 +251,20 @@ def test_timm_row_matches_fastai(name: str) -> None:
         "ok", "ok", None, "meta",
     )  # fmt: skip
     assert json.loads(json.dumps(row.to_dict()))["name"] == name
+    # what trains once fastai's own learner is frozen (the atlas's trainable share)
+    with torch.device("meta"):
+        learn = vision_learner(
+            DataLoaders.from_dsets([], [], device="cpu"),
+            name,
+            n_out=2,
+            pretrained=False,
+            loss_func=nn.CrossEntropyLoss(),
+        )
+    learn.freeze()
+    params = list(learn.model.parameters())
+    assert row.parameters == sum(p.numel() for p in params)
+    assert row.trainable_when_frozen == sum(p.numel() for p in params if p.requires_grad)
+    assert 0 < row.trainable_when_frozen < row.parameters
     # the whole timm model, no cut; a ViT's tokens come pooled: no pooling in the head
     body = model[0]
     assert isinstance(body, TimmBody) and body.model.num_classes == 0
