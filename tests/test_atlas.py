@@ -237,11 +237,19 @@ def test_atlas_formats(rows: list, fmt: str) -> None:
 def test_timm_row_matches_fastai(name: str) -> None:
     """``vision_learner(dls, name)`` goes through ``create_timm_model``: same groups, head."""
     from fastai.data.core import DataLoaders
-    from fastai.vision.learner import TimmBody, create_timm_model, default_split, vision_learner
+    from fastai.vision.learner import TimmBody, default_split, vision_learner
 
     row = timm_row(name)
-    with torch.device("meta"):
-        model, cfg = create_timm_model(name, 2, pretrained=False)
+    with torch.device("meta"):  # fastai's own learner, as the atlas row describes it
+        learn = vision_learner(
+            DataLoaders.from_dsets([], [], device="cpu"),
+            name,
+            n_out=2,
+            pretrained=False,
+            loss_func=nn.CrossEntropyLoss(),
+        )
+    model, cfg = learn.model, learn.model[0].model.default_cfg  # create_timm_model's pair
+    assert learn.splitter is default_split
     assert row.groups == [sum(p.numel() for p in group) for group in default_split(model)]
     linear = next(layer for layer in model[1].modules() if isinstance(layer, nn.Linear))
     assert row.head_in_features == linear.in_features
@@ -251,17 +259,9 @@ def test_timm_row_matches_fastai(name: str) -> None:
         "ok", "ok", None, "meta",
     )  # fmt: skip
     assert json.loads(json.dumps(row.to_dict()))["name"] == name
-    # what trains once fastai's own learner is frozen (the atlas's trainable share)
-    with torch.device("meta"):
-        learn = vision_learner(
-            DataLoaders.from_dsets([], [], device="cpu"),
-            name,
-            n_out=2,
-            pretrained=False,
-            loss_func=nn.CrossEntropyLoss(),
-        )
+    # what trains once that learner is frozen (the atlas's trainable share)
     learn.freeze()
-    params = list(learn.model.parameters())
+    params = list(model.parameters())
     assert row.parameters == sum(p.numel() for p in params)
     assert row.trainable_when_frozen == sum(p.numel() for p in params if p.requires_grad)
     assert 0 < row.trainable_when_frozen < row.parameters
